@@ -1,0 +1,49 @@
+"""seldon-river: serve river pipelines as Seldon Core v1 components that keep learning.
+
+Each subcommand lives in its own module, which provides ``add_arguments(parser, command)``
+and ``main(args) -> int`` (``args.command`` names the subcommand); modules are imported only when their subcommand runs, so
+``seldon-river export`` does not pay for the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "export": ("model_wrappers.commands.export", "write a model folder from a dill file"),
+    "serve": ("model_wrappers.commands.serve", "serve one component with seldon-core-microservice"),
+    "run": ("model_wrappers.local.command", "run a SeldonDeployment graph locally, no cluster"),
+    "demo": ("model_wrappers.local.demo", "run the full graph locally and stream a dataset through it"),
+    "deploy": ("model_wrappers.deploy.command", "create or update a deployment in a cluster"),
+    "undeploy": ("model_wrappers.deploy.command", "delete a deployment from a cluster"),
+    "status": ("model_wrappers.deploy.command", "show what a cluster reports for a deployment"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seldon-river", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = build_parser()
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
+        top.parse_args(argv)  # prints usage / error and exits
+        return 2
+    name = argv[0]
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"seldon-river {name}", description=SUBCOMMANDS[name][1])
+    module.add_arguments(parser, name)
+    args = parser.parse_args(argv[1:])
+    args.command = name
+    return int(module.main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

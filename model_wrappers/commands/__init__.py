@@ -1,0 +1,1 @@
+"""Subcommands of ``seldon-river`` that act on one component."""

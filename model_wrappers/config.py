@@ -1,0 +1,74 @@
+"""Configuration read in one place: Seldon ``parameters`` first, then the environment.
+
+=============================  ===========================================  =====================================
+Setting                        Seldon parameter / environment variable      Default
+=============================  ===========================================  =====================================
+learning-log URI               ``state_uri`` / ``SELDON_RIVER_STATE_URI``   ``sqlite:////var/lib/seldon-river/state.db``
+log name                       ``state_name`` / ``PREDICTIVE_UNIT_ID``      the component's class name
+checkpoint interval (events)   ``checkpoint_every``                         1000
+read staleness bound (ms)      ``max_staleness_ms``                         0 (every read catches up)
+=============================  ===========================================  =====================================
+
+``PREDICTIVE_UNIT_ID`` is set by Seldon's operator to the graph node's name, so each node of a
+graph keeps its own log even when several share one backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+DEFAULT_STATE_URI = "sqlite:////var/lib/seldon-river/state.db"
+STATE_URI_ENV = "SELDON_RIVER_STATE_URI"
+UNIT_ID_ENV = "PREDICTIVE_UNIT_ID"
+
+
+def unit_id(default: str) -> str:
+    """The graph node's name as Seldon's operator sets it, or ``default``."""
+    return os.environ.get(UNIT_ID_ENV) or default
+
+
+@dataclasses.dataclass(frozen=True)
+class StateSettings:
+    """Where and how a component keeps its learned state."""
+
+    uri: str
+    name: str
+    checkpoint_every: int = 1000
+    max_staleness: float = 0.0
+
+    @classmethod
+    def resolve(
+        cls,
+        component: str,
+        version: str,
+        *,
+        state_uri: str | None = None,
+        state_name: str | None = None,
+        checkpoint_every: int = 1000,
+        max_staleness_ms: int = 0,
+    ) -> "StateSettings":
+        """Settings for one component.
+
+        ``version`` identifies what the state starts from (e.g. the model's sha256, or the
+        router's policy settings); it is part of the log name, so deploying a different model
+        or policy starts a new log instead of replaying old events into it.
+        """
+        if int(checkpoint_every) < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+        if int(max_staleness_ms) < 0:
+            raise ValueError(f"max_staleness_ms must be 0 or more, got {max_staleness_ms}")
+        base = state_name or unit_id(component)
+        return cls(
+            uri=state_uri or os.environ.get(STATE_URI_ENV) or DEFAULT_STATE_URI,
+            name=f"{base}-{version[:12]}",
+            checkpoint_every=int(checkpoint_every),
+            max_staleness=int(max_staleness_ms) / 1000.0,
+        )
+
+
+def fingerprint(settings: dict) -> str:
+    """A short stable digest of the settings a state is built from."""
+    text = repr(sorted(settings.items()))
+    return hashlib.sha256(text.encode()).hexdigest()

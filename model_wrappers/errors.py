@@ -1,0 +1,83 @@
+"""Errors that reach the caller as HTTP 4xx/5xx over REST and as a gRPC status over gRPC.
+
+Seldon's wrapper turns a :class:`SeldonMicroserviceException` into an HTTP reply with its status
+code, but over gRPC every exception becomes ``UNKNOWN`` and the raw hooks are not handed the
+gRPC context. :func:`seldon_errors` closes that gap: it finds the gRPC ``ServicerContext`` of the
+call in progress (the wrapper's servicer holds it as ``context``) and aborts with the matching
+status code and the same message.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import grpc
+from seldon_core.flask_utils import SeldonMicroserviceException
+
+
+class SeldonRiverError(SeldonMicroserviceException):
+    """Base class: an HTTP status, a gRPC status and a message that says what was wrong."""
+
+    status_code = 500
+    grpc_code = grpc.StatusCode.INTERNAL
+    reason = "MICROSERVICE_INTERNAL_ERROR"
+
+    def __init__(self, message: str):
+        super().__init__(message, status_code=self.status_code, reason=self.reason)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(SeldonRiverError):
+    """The request or feedback cannot be used as sent; nothing was learned from it."""
+
+    status_code = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "MICROSERVICE_BAD_DATA"
+
+
+class NotFound(SeldonRiverError):
+    """The request refers to something unknown, e.g. an expired prediction id."""
+
+    status_code = 404
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    reason = "MICROSERVICE_NOT_FOUND"
+
+
+class StateUnavailable(SeldonRiverError):
+    """The learning log cannot be written, so feedback is refused rather than acknowledged and lost."""
+
+    status_code = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    reason = "MICROSERVICE_STATE_UNAVAILABLE"
+
+
+def _grpc_context() -> grpc.ServicerContext | None:
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            candidate = frame.f_locals.get("context")
+            if isinstance(candidate, grpc.ServicerContext):
+                return candidate
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
+def seldon_errors(method):
+    """Decorate a raw Seldon hook so our errors get the right status over REST and gRPC."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except SeldonRiverError as error:
+            context = _grpc_context()
+            if context is None:
+                raise
+            context.abort(error.grpc_code, error.message)
+
+    return wrapper

@@ -1,0 +1,129 @@
+"""A river pipeline as a state machine driven by ``learn`` events.
+
+Examples
+--------
+>>> from river import linear_model, preprocessing
+>>> state = ModelState(preprocessing.StandardScaler() | linear_model.LinearRegression(), "regressor")
+>>> state.apply({"type": "learn", "rows": [{"x": 1.0}, {"x": 2.0}], "truth": [2.0, 4.0]})
+>>> state.learned
+2
+>>> names, values = state.predict([{"x": 3.0}])
+>>> names
+['prediction']
+
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import dill
+
+from ..errors import InvalidInput
+from .progressive import ProgressiveScore
+
+OUTPUT_NAMES = {"regressor": ["prediction"], "anomaly": ["score"]}
+
+
+def _label_key(value: Any) -> Any:
+    """Labels compare by value and, failing that, by text ("1" matches 1, "True" matches True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class ModelState:
+    """One river pipeline, its progressive metrics and the classes it has seen.
+
+    Parameters
+    ----------
+    pipeline
+        The river estimator; it is only ever changed by :meth:`apply`.
+    task
+        ``"classifier"``, ``"regressor"`` or ``"anomaly"``.
+    classes
+        Declared class labels (classifiers). Empty means labels are learned as they come.
+
+    """
+
+    def __init__(self, pipeline: Any, task: str, classes: Sequence[Any] = ()):
+        self.pipeline = pipeline
+        self.task = task
+        self.declared = tuple(classes)
+        self.classes: list[Any] = list(classes)
+        self.score = ProgressiveScore(task)
+        self.learned = 0
+
+    # -- events ---------------------------------------------------------------------------
+    def check_truth(self, values: list, n_rows: int) -> list:
+        """Validate and normalise the truth of a feedback before it becomes an event."""
+        if len(values) != n_rows:
+            raise InvalidInput(f"truth has {len(values)} values but the feedback has {n_rows} rows")
+        return [self._check_one(i, v) for i, v in enumerate(values)]
+
+    def _check_one(self, i: int, value: Any) -> Any:
+        if self.task == "regressor":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidInput(f"truth row {i}: a regressor needs a finite number, got {value!r}")
+            return value
+        if self.task == "anomaly":
+            if value not in (0, 1, True, False):
+                raise InvalidInput(f"truth row {i}: an anomaly label must be 0/1 or true/false, got {value!r}")
+            return bool(value)
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise InvalidInput(f"truth row {i}: expected a class label, got the number {value}")
+            value = int(value)
+        if not isinstance(value, (str, int, bool)):
+            raise InvalidInput(f"truth row {i}: expected a class label, got {value!r}")
+        if not self.declared:
+            return value
+        for known in self.declared:
+            if value == known and type(value) is type(known):
+                return known
+        matches = [k for k in self.declared if _label_key(k) == _label_key(value)]
+        if len(matches) == 1:
+            return matches[0]
+        raise InvalidInput(f"truth row {i}: unknown class {value!r}; this model's classes are {list(self.declared)}")
+
+    def apply(self, event: dict) -> None:
+        """Apply one event from the log. Events are validated before they are logged."""
+        if event.get("type") != "learn":
+            raise ValueError(f"ModelState cannot apply a {event.get('type')!r} event")
+        truth = event.get("truth")
+        for i, x in enumerate(event["rows"]):
+            y = truth[i] if truth is not None else None
+            if self.task == "anomaly":
+                if y is not None:
+                    self.score.update(self.pipeline, x, y)
+                self.pipeline.learn_one(x)
+            else:
+                self.score.update(self.pipeline, x, y)
+                self.pipeline.learn_one(x, y)
+                if self.task == "classifier" and y not in self.classes:
+                    self.classes.append(y)
+            self.learned += 1
+
+    # -- reads ----------------------------------------------------------------------------
+    def predict(self, rows: list[dict]) -> tuple[list[str], list[list]]:
+        """Output column names and one output row per input row."""
+        if self.task == "regressor":
+            return OUTPUT_NAMES["regressor"], [[float(self.pipeline.predict_one(x) or 0.0)] for x in rows]
+        if self.task == "anomaly":
+            return OUTPUT_NAMES["anomaly"], [[float(self.pipeline.score_one(x))] for x in rows]
+        probas = [self.pipeline.predict_proba_one(x) for x in rows]
+        classes = list(self.classes)
+        extra = {c for p in probas for c in p if c not in classes}
+        classes += sorted(extra, key=lambda c: (type(c).__name__, str(c)))
+        return [str(c) for c in classes], [[float(p.get(c, 0.0)) for c in classes] for p in probas]
+
+    def figures(self) -> dict[str, float]:
+        """Progressive metrics and counters, by name."""
+        return {**self.score.values(), "learned": float(self.learned)}
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        return dill.dumps(self)
+
+    @staticmethod
+    def restore(blob: bytes) -> "ModelState":
+        return dill.loads(blob)

@@ -1,0 +1,80 @@
+"""Progressive validation: score each example with the current model, then learn from it.
+
+The metrics and the scoring rule are exactly those of :func:`river.evaluate.progressive_val_score`,
+so a served model's published figures equal river's own evaluation of the same ordered stream.
+
+Examples
+--------
+>>> from river import linear_model, preprocessing
+>>> model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+>>> score = ProgressiveScore("classifier")
+>>> for x, y in [({"a": 1.0}, True), ({"a": -1.0}, False), ({"a": 2.0}, True)]:
+...     score.update(model, x, y)
+...     model.learn_one(x, y)
+>>> sorted(score.values())
+['accuracy', 'cross_entropy', 'macro_f1']
+
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from river import metrics
+from river.utils import inspect
+
+
+def metrics_for(task: str) -> metrics.base.Metrics:
+    """The progressive metrics reported for a task kind."""
+    if task == "classifier":
+        return metrics.Accuracy() + metrics.CrossEntropy() + metrics.MacroF1()
+    if task == "regressor":
+        return metrics.MAE() + metrics.RMSE() + metrics.R2()
+    if task == "anomaly":
+        return metrics.base.Metrics([metrics.ROCAUC()])
+    raise ValueError(f"unknown task {task!r}")
+
+
+def metric_key(metric: metrics.base.Metric) -> str:
+    """``CrossEntropy`` -> ``cross_entropy``: the name used in metrics, tags and status."""
+    name = type(metric).__name__
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return name.lower()
+
+
+class ProgressiveScore:
+    """Running progressive metrics of one model, updated before each ``learn_one``.
+
+    Parameters
+    ----------
+    task
+        ``"classifier"``, ``"regressor"`` or ``"anomaly"``.
+
+    """
+
+    def __init__(self, task: str):
+        self.task = task
+        self.metric = metrics_for(task)
+        self.count = 0
+
+    def update(self, model, x: dict, y) -> None:
+        """Score ``model`` on ``(x, y)`` the way river's progressive validation does."""
+        if self.task == "anomaly" or inspect.isanomalydetector(model):
+            y_pred = model.score_one(x)
+        elif inspect.isclassifier(model) and not self.metric.requires_labels:
+            y_pred = model.predict_proba_one(x)
+        else:
+            y_pred = model.predict_one(x)
+        self.count += 1
+        if y_pred != {} and y_pred is not None:
+            self.metric.update(y_true=y, y_pred=y_pred)
+
+    def values(self) -> dict[str, float]:
+        """Current values by metric name; metrics with no finite value yet are left out."""
+        out = {}
+        for m in self.metric:
+            value = m.get()
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                out[metric_key(m)] = float(value)
+        return out

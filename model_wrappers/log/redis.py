@@ -1,0 +1,136 @@
+"""The learning log on Redis, for components with several replicas.
+
+Events live in a Stream whose entry ids are ``<position>-1``; a Lua script takes the next
+position and appends in one atomic step, so concurrent writers never interleave out of order.
+Durability is Redis's own: run it with ``appendonly yes`` and ``appendfsync always`` (as the
+manifests do) for an acknowledged feedback to survive a Redis crash.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from .base import Checkpoint, EventLog, LogUnavailable
+
+APPEND = """
+local position = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], position .. '-1', 'e', ARGV[1])
+return position
+"""
+
+SAVE_CHECKPOINT = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'position') or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('HSET', KEYS[1], 'position', ARGV[1], 'blob', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Records expire by TTL; the order list bounds how many exist at once (all keys share the
+# {name} hash tag, so the script stays within one cluster slot).
+REMEMBER = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('RPUSH', KEYS[2], KEYS[1])
+local excess = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[3])
+while excess > 0 do
+  redis.call('DEL', redis.call('LPOP', KEYS[2]))
+  excess = excess - 1
+end
+"""
+
+
+class RedisLog(EventLog):
+    """Learning log in a Redis server.
+
+    Parameters
+    ----------
+    url
+        ``redis://host:port/db``.
+    name
+        Log name; keys are ``seldon-river:{name}:*``.
+    ttl
+        Seconds a prediction record is kept.
+    capacity
+        Most prediction records kept (oldest go first).
+
+    """
+
+    def __init__(self, url: str, name: str, ttl: float = 86400.0, capacity: int = 100_000):
+        self.uri = url
+        self.name = name
+        self.ttl = ttl
+        self.capacity = capacity
+        prefix = f"seldon-river:{{{name}}}"
+        self._events = f"{prefix}:events"
+        self._head = f"{prefix}:head"
+        self._checkpoint = f"{prefix}:checkpoint"
+        self._records = f"{prefix}:predictions"
+        self._record_order = f"{prefix}:prediction-order"
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=10
+        )
+        self._append = self._redis.register_script(APPEND)
+        self._save = self._redis.register_script(SAVE_CHECKPOINT)
+        self._remember = self._redis.register_script(REMEMBER)
+
+    def _fail(self, action: str, exc: Exception) -> LogUnavailable:
+        return LogUnavailable(f"cannot {action} the learning log at {self.uri}: {exc}")
+
+    def append(self, payload: bytes) -> int:
+        try:
+            return int(self._append(keys=[self._events, self._head], args=[payload]))
+        except redis.RedisError as exc:
+            raise self._fail("append to", exc) from None
+
+    def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
+        try:
+            entries = self._redis.xrange(self._events, min=f"({after}-1", max="+", count=limit)
+        except redis.RedisError as exc:
+            raise self._fail("read", exc) from None
+        return [(int(entry_id.split(b"-")[0]), fields[b"e"]) for entry_id, fields in entries]
+
+    def head(self) -> int:
+        try:
+            return int(self._redis.get(self._head) or 0)
+        except redis.RedisError as exc:
+            raise self._fail("read", exc) from None
+
+    def save_checkpoint(self, position: int, blob: bytes) -> bool:
+        try:
+            return bool(self._save(keys=[self._checkpoint], args=[position, blob]))
+        except redis.RedisError as exc:
+            raise self._fail("write a checkpoint to", exc) from None
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        try:
+            found = self._redis.hmget(self._checkpoint, ["position", "blob"])
+        except redis.RedisError as exc:
+            raise self._fail("read a checkpoint from", exc) from None
+        if found[0] is None:
+            return None
+        return Checkpoint(int(found[0]), bytes(found[1]))
+
+    def compact(self, upto: int) -> int:
+        try:
+            return int(self._redis.xtrim(self._events, minid=f"{upto + 1}-0", approximate=False))
+        except redis.RedisError as exc:
+            raise self._fail("compact", exc) from None
+
+    def remember(self, key: str, record: bytes) -> None:
+        try:
+            self._remember(
+                keys=[f"{self._records}:{key}", self._record_order],
+                args=[record, max(1, int(self.ttl)), self.capacity],
+            )
+        except redis.RedisError as exc:
+            raise self._fail("write a prediction record to", exc) from None
+
+    def recall(self, key: str) -> bytes | None:
+        try:
+            return self._redis.get(f"{self._records}:{key}")
+        except redis.RedisError as exc:
+            raise self._fail("read a prediction record from", exc) from None
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,192 @@
+"""A learned state kept in step with its learning log.
+
+Each serving process owns one :class:`Replica`. Reads first catch up with the log (so a
+prediction reflects every acknowledged feedback, unless ``max_staleness`` allows a bounded lag);
+writes append an event, then apply the log up to and including it. Every ``checkpoint_every``
+positions the process that appended that position writes a checkpoint and drops the events
+behind it, so a restart loads the checkpoint and replays only the tail.
+
+Examples
+--------
+>>> import tempfile
+>>> from model_wrappers.log.sqlite import SQLiteLog
+>>> class Counter:
+...     def __init__(self): self.total = 0
+...     def apply(self, event): self.total += event["add"]
+...     def snapshot(self): return str(self.total).encode()
+...     @staticmethod
+...     def restore(blob):
+...         state = Counter(); state.total = int(blob); return state
+>>> path = tempfile.mkdtemp() + "/state.db"
+>>> a = Replica(Counter, Counter.restore, SQLiteLog(path, "demo"), checkpoint_every=2)
+>>> b = Replica(Counter, Counter.restore, SQLiteLog(path, "demo"), checkpoint_every=2)
+>>> a.start(); b.start()
+>>> for n in (1, 2, 3):
+...     _ = a.submit({"add": n})
+>>> b.read(lambda state: state.total)
+6
+>>> c = Replica(Counter, Counter.restore, SQLiteLog(path, "demo"), checkpoint_every=2)
+>>> c.start(); (c.read(lambda state: state.total), c.replayed)
+(6, 1)
+
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from ..errors import StateUnavailable
+from .base import EventLog, LogUnavailable
+
+logger = logging.getLogger(__name__)
+
+READ_BATCH = 1000
+
+
+def encode(event: dict) -> bytes:
+    # Compact, key-sorted JSON: floats round-trip exactly and the bytes are the same everywhere.
+    return json.dumps(event, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+def decode(payload: bytes) -> dict:
+    return json.loads(payload)
+
+
+class Replica:
+    """One process's copy of a learned state, driven by a shared :class:`EventLog`.
+
+    Parameters
+    ----------
+    fresh
+        Builds the initial state (e.g. from the model folder) when there is no checkpoint.
+    restore
+        Builds a state from a checkpoint blob written by the state's ``snapshot()``.
+    log
+        The learning log.
+    checkpoint_every
+        Write a checkpoint (and compact the log behind it) every this many positions.
+    max_staleness
+        Seconds a read may go without checking the log for new events; 0 checks on every read.
+
+    """
+
+    def __init__(
+        self,
+        fresh: Callable[[], Any],
+        restore: Callable[[bytes], Any],
+        log: EventLog,
+        checkpoint_every: int = 1000,
+        max_staleness: float = 0.0,
+    ):
+        self._fresh = fresh
+        self._from_checkpoint = restore
+        self.log = log
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.max_staleness = max_staleness
+        self.state: Any = None
+        self.position = 0
+        self.replayed = 0
+        self.restored_from = 0
+        self.last_error: str | None = None
+        self._checked = 0.0
+        self._lock = threading.RLock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the newest checkpoint (or a fresh state) and replay the log after it."""
+        with self._lock:
+            self._restore()
+            self.replayed = self._catch_up()
+
+    def _restore(self) -> None:
+        checkpoint = self.log.load_checkpoint()
+        if checkpoint is None:
+            self.state, self.position = self._fresh(), 0
+        else:
+            self.state = self._from_checkpoint(checkpoint.blob)
+            self.position = checkpoint.position
+        self.restored_from = self.position
+
+    def _catch_up(self) -> int:
+        applied = 0
+        while True:
+            entries = self.log.read(self.position, READ_BATCH)
+            if not entries:
+                return applied
+            if entries[0][0] != self.position + 1:
+                # Compacted past us: the events we miss are inside a newer checkpoint.
+                logger.info("log %s moved past position %d; reloading its checkpoint", self.log.name, self.position)
+                self._restore()
+                if self.position + 1 < entries[0][0]:
+                    raise LogUnavailable(
+                        f"log {self.log.name!r} has no events {self.position + 1}..{entries[0][0] - 1} "
+                        "and no checkpoint covering them"
+                    )
+                continue
+            for position, payload in entries:
+                self._apply(position, payload)
+                applied += 1
+
+    def _apply(self, position: int, payload: bytes) -> None:
+        try:
+            self.state.apply(decode(payload))
+        except Exception:
+            # Every replica meets the same event in the same state, so each skips it alike.
+            logger.exception("event %d of log %s could not be applied; skipped", position, self.log.name)
+        self.position = position
+
+    # -- reads and writes -----------------------------------------------------------------
+    def sync(self) -> None:
+        """Apply any new events. If the log cannot be read, keep serving the last state."""
+        with self._lock:
+            try:
+                self._catch_up()
+                self.last_error = None
+            except LogUnavailable as exc:
+                if self.last_error is None:
+                    logger.warning("serving the last learned state: %s", exc)
+                self.last_error = str(exc)
+            self._checked = time.monotonic()
+
+    def read(self, fn: Callable[[Any], Any]) -> Any:
+        """Call ``fn(state)`` on a state no staler than ``max_staleness``."""
+        with self._lock:
+            if self.max_staleness <= 0 or time.monotonic() - self._checked >= self.max_staleness:
+                self.sync()
+            return fn(self.state)
+
+    def submit(self, event: dict) -> int:
+        """Durably log ``event``, apply the log up to it, and return its position."""
+        payload = encode(event)
+        try:
+            position = self.log.append(payload)
+        except LogUnavailable as exc:
+            raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
+        with self._lock:
+            self.sync()
+            if position % self.checkpoint_every == 0 and self.position >= position:
+                self._checkpoint()
+        return position
+
+    def _checkpoint(self) -> None:
+        try:
+            blob = self.state.snapshot()
+            if self.log.save_checkpoint(self.position, blob):
+                # Keep the newest event so a lagging reader can tell it has been compacted past.
+                self.log.compact(self.position - 1)
+        except LogUnavailable as exc:
+            logger.warning("checkpoint at %d not written: %s", self.position, exc)
+
+    def status(self) -> dict:
+        with self._lock:
+            return {
+                "log": self.log.describe(),
+                "position": self.position,
+                "restored_from": self.restored_from,
+                "replayed_at_start": self.replayed,
+                "log_error": self.last_error,
+            }

@@ -1,0 +1,175 @@
+"""The embedded learning log: one SQLite file in WAL mode, shared by every process of a pod.
+
+Appends commit with ``synchronous=FULL``, so an acknowledged feedback survives a crash of the
+process or of the machine. Prediction records use a second connection with ``synchronous=NORMAL``:
+losing the newest of them in a power cut only means a late label cannot be joined.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from .base import Checkpoint, EventLog, LogUnavailable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS heads (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    name TEXT NOT NULL, position INTEGER NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY (name, position)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name TEXT PRIMARY KEY, position INTEGER NOT NULL, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS predictions (
+    name TEXT NOT NULL, key TEXT NOT NULL, expires REAL NOT NULL, record BLOB NOT NULL,
+    PRIMARY KEY (name, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_by_expiry ON predictions (name, expires);
+"""
+
+PRUNE_EVERY = 512
+
+
+class SQLiteLog(EventLog):
+    """Learning log in a SQLite database file.
+
+    Parameters
+    ----------
+    path
+        Database file; its folder is created if needed.
+    name
+        Log name within the file.
+    ttl
+        Seconds a prediction record is kept.
+    capacity
+        Most prediction records kept; the oldest go first.
+
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str, ttl: float = 86400.0, capacity: int = 100_000):
+        self.path = Path(path)
+        self.uri = f"sqlite:///{self.path}"
+        self.name = name
+        self.ttl = ttl
+        self.capacity = capacity
+        self._remembered = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect("FULL")
+            with self._db:
+                self._db.executescript(SCHEMA)
+            self._records = self._connect("NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise LogUnavailable(f"cannot open the learning log {self.path}: {exc}") from None
+
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        return db
+
+    def _fail(self, action: str, exc: Exception) -> LogUnavailable:
+        return LogUnavailable(f"cannot {action} the learning log {self.path}: {exc}")
+
+    def append(self, payload: bytes) -> int:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "INSERT INTO heads (name, position) VALUES (?, 1) "
+                    "ON CONFLICT (name) DO UPDATE SET position = position + 1 RETURNING position",
+                    (self.name,),
+                ).fetchone()
+                self._db.execute(
+                    "INSERT INTO events (name, position, payload) VALUES (?, ?, ?)",
+                    (self.name, row[0], payload),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return row[0]
+        except sqlite3.Error as exc:
+            raise self._fail("append to", exc) from None
+
+    def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
+        try:
+            return self._db.execute(
+                "SELECT position, payload FROM events WHERE name = ? AND position > ? "
+                "ORDER BY position LIMIT ?",
+                (self.name, after, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail("read", exc) from None
+
+    def head(self) -> int:
+        try:
+            row = self._db.execute("SELECT position FROM heads WHERE name = ?", (self.name,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail("read", exc) from None
+        return row[0] if row else 0
+
+    def save_checkpoint(self, position: int, blob: bytes) -> bool:
+        try:
+            cur = self._db.execute(
+                "INSERT INTO checkpoints (name, position, blob) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, blob = excluded.blob "
+                "WHERE excluded.position > checkpoints.position",
+                (self.name, position, blob),
+            )
+            return cur.rowcount > 0
+        except sqlite3.Error as exc:
+            raise self._fail("write a checkpoint to", exc) from None
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        try:
+            row = self._db.execute(
+                "SELECT position, blob FROM checkpoints WHERE name = ?", (self.name,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail("read a checkpoint from", exc) from None
+        return Checkpoint(row[0], bytes(row[1])) if row else None
+
+    def compact(self, upto: int) -> int:
+        try:
+            cur = self._db.execute(
+                "DELETE FROM events WHERE name = ? AND position <= ?", (self.name, upto)
+            )
+            return cur.rowcount
+        except sqlite3.Error as exc:
+            raise self._fail("compact", exc) from None
+
+    def remember(self, key: str, record: bytes) -> None:
+        now = time.time()
+        try:
+            self._records.execute(
+                "INSERT OR REPLACE INTO predictions (name, key, expires, record) VALUES (?, ?, ?, ?)",
+                (self.name, key, now + self.ttl, record),
+            )
+            self._remembered += 1
+            if self._remembered % PRUNE_EVERY == 0:
+                self._prune(now)
+        except sqlite3.Error as exc:
+            raise self._fail("write a prediction record to", exc) from None
+
+    def _prune(self, now: float) -> None:
+        self._records.execute("DELETE FROM predictions WHERE name = ? AND expires < ?", (self.name, now))
+        self._records.execute(
+            "DELETE FROM predictions WHERE name = ? AND key IN (SELECT key FROM predictions "
+            "WHERE name = ? ORDER BY expires DESC LIMIT -1 OFFSET ?)",
+            (self.name, self.name, self.capacity),
+        )
+
+    def recall(self, key: str) -> bytes | None:
+        try:
+            row = self._records.execute(
+                "SELECT record FROM predictions WHERE name = ? AND key = ? AND expires >= ?",
+                (self.name, key, time.time()),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail("read a prediction record from", exc) from None
+        return bytes(row[0]) if row else None
+
+    def close(self) -> None:
+        self._db.close()
+        self._records.close()

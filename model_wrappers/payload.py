@@ -1,0 +1,238 @@
+"""Seldon messages to validated rows, and rows back to Seldon messages.
+
+Every payload kind a Seldon client sends is accepted: ``data.ndarray`` (with or without
+``data.names``), ``data.tensor`` and ``jsonData`` (one object or a list of objects). The whole
+batch is validated before anything uses it, and every problem is reported as
+:class:`~model_wrappers.errors.InvalidInput` with the row, the column and what was expected.
+
+Examples
+--------
+>>> from model_wrappers.artifact import Feature
+>>> schema = Schema([Feature("x"), Feature("y")])
+>>> batch = schema.read({"data": {"names": ["y", "x"], "ndarray": [[1, 2], [3, 4]]}})
+>>> batch.rows
+[{'x': 2, 'y': 1}, {'x': 4, 'y': 3}]
+>>> schema.read({"jsonData": {"x": 1.5, "y": 0}}).rows
+[{'x': 1.5, 'y': 0}]
+>>> schema.read({"data": {"ndarray": [[1, "a"]]}})
+Traceback (most recent call last):
+...
+model_wrappers.errors.InvalidInput: row 0, feature 'y': expected a number, got 'a'
+
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Iterable, Sequence
+
+from google.protobuf.message import Message
+from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
+
+from .artifact import Feature
+from .errors import InvalidInput
+
+MAX_REPORTED = 5
+
+
+def to_dict(message: Any) -> dict:
+    """A Seldon message as a JSON-style dict, whether it came over REST (dict) or gRPC (proto)."""
+    if isinstance(message, Message):
+        return seldon_message_to_json(message)
+    if isinstance(message, dict):
+        return message
+    raise InvalidInput(f"expected a JSON object (a SeldonMessage), got {type(message).__name__}")
+
+
+def to_proto(message: dict):
+    """A JSON-style SeldonMessage as the protobuf the gRPC server must return.
+
+    Metrics whose value is 0 are left out: protobuf does not encode a zero value, and Seldon's
+    wrapper then fails reading the metric back (``KeyError: 'value'``) and the call with it.
+    """
+    meta = message.get("meta")
+    if meta and meta.get("metrics"):
+        message = {**message, "meta": {**meta, "metrics": [m for m in meta["metrics"] if m["value"] != 0]}}
+    return json_to_seldon_message(message)
+
+
+@dataclasses.dataclass
+class Batch:
+    """Validated rows of one request and how they were sent (so the reply can mirror it)."""
+
+    rows: list[dict]
+    kind: str  # "ndarray", "tensor" or "jsonData"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if not isinstance(value, float) else str(value)
+
+
+def _check_value(value: Any, feature: Feature | None) -> str | None:
+    """Return what is wrong with one cell, or None when it is usable."""
+    if value is None:
+        return "missing value (null)"
+    if _is_number(value):
+        if not math.isfinite(value):
+            return f"expected a finite number, got {_describe(value)}"
+        return None
+    if feature is not None and feature.type == "number":
+        return f"expected a number, got {_describe(value)}"
+    if isinstance(value, (str, bool)):
+        return None
+    return f"expected a number or a string, got {type(value).__name__} {_describe(value)}"
+
+
+def _table(message: dict) -> tuple[list[str] | None, list, str]:
+    """(names or None, list of rows as lists or dicts, kind) from a message dict."""
+    data = message.get("data")
+    json_data = message.get("jsonData")
+    other = [k for k in ("strData", "binData", "customData") if message.get(k) is not None]
+    if data is not None and json_data is not None:
+        raise InvalidInput("expected either data or jsonData, got both")
+    if data is None and json_data is None:
+        found = f"; got {', '.join(other)}" if other else ""
+        raise InvalidInput(f"expected data.ndarray, data.tensor or jsonData{found}")
+    if json_data is not None:
+        if isinstance(json_data, dict):
+            json_data = [json_data]
+        if not isinstance(json_data, list) or not all(isinstance(r, dict) for r in json_data):
+            raise InvalidInput("jsonData must be an object of feature values or a list of such objects")
+        return None, json_data, "jsonData"
+    if not isinstance(data, dict):
+        raise InvalidInput(f"data must be an object, got {type(data).__name__}")
+    names = data.get("names") or None
+    if names is not None and (
+        not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+    ):
+        raise InvalidInput("data.names must be a list of strings")
+    if "ndarray" in data:
+        array = data["ndarray"]
+        if not isinstance(array, list):
+            raise InvalidInput(f"data.ndarray must be a list, got {type(array).__name__}")
+        if array and not any(isinstance(r, list) for r in array):
+            array = [array]  # a 1-D ndarray is one row
+        elif not all(isinstance(r, list) for r in array):
+            raise InvalidInput("data.ndarray must be a list of rows (lists), not a mix of rows and values")
+        return names, array, "ndarray"
+    if "tensor" in data:
+        tensor = data["tensor"] or {}
+        shape = [int(s) for s in tensor.get("shape", [])]
+        values = list(tensor.get("values", []))
+        if len(shape) == 1:
+            shape = [1, shape[0]]
+        if len(shape) != 2:
+            raise InvalidInput(f"data.tensor.shape must have 1 or 2 dimensions, got {shape}")
+        if shape[0] * shape[1] != len(values):
+            raise InvalidInput(
+                f"data.tensor.shape {shape} needs {shape[0] * shape[1]} values, got {len(values)}"
+            )
+        width = shape[1]
+        rows = [values[i * width : (i + 1) * width] for i in range(shape[0])]
+        return names, rows, "tensor"
+    raise InvalidInput("expected data.ndarray or data.tensor in data")
+
+
+class Schema:
+    """The features a model expects; reads and validates request batches against them.
+
+    Parameters
+    ----------
+    features
+        Features in column order. Empty means unknown: then requests must name their features
+        (``data.names`` or ``jsonData``) and any names are accepted.
+
+    """
+
+    def __init__(self, features: Iterable[Feature] = ()):
+        self.features = tuple(features)
+        self.by_name = {f.name: f for f in self.features}
+        self.names = [f.name for f in self.features]
+
+    def read(self, message: Any) -> Batch:
+        """Validated rows from a Seldon message (dict or protobuf)."""
+        names, table, kind = _table(to_dict(message))
+        if not table:
+            raise InvalidInput("the request has no rows (empty batch)")
+        rows = [self._row(i, names, r) for i, r in enumerate(table)]
+        problems = []
+        for i, row in enumerate(rows):
+            for name, value in row.items():
+                problem = _check_value(value, self.by_name.get(name))
+                if problem:
+                    problems.append(f"row {i}, feature {name!r}: {problem}")
+        if problems:
+            more = len(problems) - MAX_REPORTED
+            suffix = f" (and {more} more)" if more > 0 else ""
+            raise InvalidInput("; ".join(problems[:MAX_REPORTED]) + suffix)
+        return Batch(rows=rows, kind=kind)
+
+    def _row(self, i: int, names: list[str] | None, raw: Sequence | dict) -> dict:
+        if isinstance(raw, dict):
+            self._check_names(i, list(raw))
+            return {name: raw[name] for name in (self.names or raw)}
+        if names is None:
+            if not self.names:
+                raise InvalidInput(
+                    "this model's feature names are unknown, so the request must name its columns "
+                    "(data.names or jsonData)"
+                )
+            names = self.names
+        if len(raw) != len(names):
+            expected = f"{len(names)} columns ({', '.join(names)})"
+            raise InvalidInput(f"row {i}: expected {expected}, got {len(raw)}")
+        self._check_names(i, names)
+        row = dict(zip(names, raw))
+        return {name: row[name] for name in (self.names or names)}
+
+    def _check_names(self, i: int, names: list[str]) -> None:
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise InvalidInput(f"row {i}: duplicate feature names {dupes}")
+        if not self.names:
+            return
+        missing = [n for n in self.names if n not in names]
+        unknown = [n for n in names if n not in self.by_name]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing features {missing}")
+            if unknown:
+                parts.append(f"unknown features {unknown}")
+            raise InvalidInput(f"row {i}: {' and '.join(parts)}; expected {self.names}")
+
+
+def read_values(message: Any, what: str) -> list:
+    """A flat list of values (one per row) from a Seldon message such as a feedback's truth."""
+    message = to_dict(message)
+    if message.get("jsonData") is not None:
+        values = message["jsonData"]
+        return values if isinstance(values, list) else [values]
+    data = message.get("data")
+    if not data:
+        raise InvalidInput(f"{what} has no data: expected data.ndarray, data.tensor or jsonData")
+    _, table, _ = _table(message)
+    if all(isinstance(r, list) for r in table):
+        widths = {len(r) for r in table}
+        if widths != {1} and len(table) != 1:
+            raise InvalidInput(f"{what} must have one value per row, got rows of width {sorted(widths)}")
+        return [v for r in table for v in r] if widths == {1} else list(table[0])
+    return list(table)
+
+
+def reply(kind: str, names: list[str], values: list[list], meta: dict, as_proto: bool):
+    """A SeldonMessage holding ``values`` (rows x names) in the same payload kind as the request."""
+    if kind == "jsonData":
+        message = {"jsonData": [dict(zip(names, row)) for row in values]}
+    elif kind == "tensor":
+        flat = [v for row in values for v in row]
+        message = {"data": {"names": names, "tensor": {"shape": [len(values), len(names)], "values": flat}}}
+    else:
+        message = {"data": {"names": names, "ndarray": values}}
+    message["meta"] = meta
+    return to_proto(message) if as_proto else message

@@ -1,0 +1,247 @@
+"""RiverModel: a river pipeline served as a Seldon MODEL that keeps learning from feedback.
+
+Run it with Seldon's wrapper::
+
+    seldon-core-microservice model_wrappers.RiverModel --service-type MODEL \\
+        --parameters '[{"name": "model_uri", "value": "/mnt/models", "type": "STRING"}]'
+
+- ``predict``: classifiers answer per-class probabilities (columns named after the classes),
+  regressors a ``prediction`` column, anomaly detectors a ``score`` column. The reply's
+  ``meta.puid`` is the request id (Seldon's ``Seldon-Puid`` header, the request's ``meta.puid``,
+  or a new one), which is all a later label-only feedback needs.
+- ``send_feedback``: the truth for each row becomes one ``learn`` event in the learning log;
+  every process of the component applies it (progressive metrics first, then ``learn_one``).
+  Features come from the feedback's ``request`` or, when it has none, from the prediction
+  remembered under its ``puid``.
+
+Examples
+--------
+>>> import tempfile
+>>> from river import linear_model, preprocessing
+>>> from model_wrappers.artifact import export_model
+>>> folder = tempfile.mkdtemp()
+>>> _ = export_model(preprocessing.StandardScaler() | linear_model.LinearRegression(), folder,
+...                  task="regressor", features=["x"])
+>>> model = RiverModel(model_uri=folder, state_uri=f"sqlite:///{folder}/state.db")
+>>> model.load()
+>>> reply = model.predict_raw({"data": {"ndarray": [[2.0]]}})
+>>> reply["data"]["names"], reply["data"]["ndarray"]
+(['prediction'], [[0.0]])
+>>> from seldon_core.utils import json_to_feedback
+>>> ack = model.send_feedback_raw(json_to_feedback({
+...     "request": {"data": {"ndarray": [[2.0]]}}, "truth": {"data": {"ndarray": [[4.0]]}}}))
+>>> model.predict_raw({"data": {"ndarray": [[2.0]]}})["data"]["ndarray"][0][0] > 0
+True
+
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import uuid
+
+from google.protobuf import json_format
+
+from . import payload
+from .artifact import load_model, read_metadata
+from .config import StateSettings
+from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
+from .learning.model import ModelState
+from .log import LogUnavailable, open_log
+from .log.replica import Replica
+
+logger = logging.getLogger(__name__)
+
+PUID_HEADER = "Seldon-Puid"
+METRIC_PREFIX = "seldon_river_"
+
+
+def header_puid() -> str | None:
+    """The ``Seldon-Puid`` header of the REST request being served, if any."""
+    try:
+        import flask
+
+        if flask.has_request_context():
+            return flask.request.headers.get(PUID_HEADER) or None
+    except ImportError:  # pragma: no cover - flask ships with seldon-core
+        pass
+    return None
+
+
+def gauges(figures: dict[str, float]) -> list[dict]:
+    """Seldon custom metrics (exported to Prometheus by the wrapper) for a dict of figures."""
+    return [{"type": "GAUGE", "key": METRIC_PREFIX + k, "value": v} for k, v in sorted(figures.items())]
+
+
+class RiverModel:
+    """Seldon MODEL serving a river pipeline from a model folder.
+
+    Parameters
+    ----------
+    model_uri
+        The model folder (``seldon-river export`` writes one); Seldon mounts ``modelUri`` at
+        ``/mnt/models``.
+    state_uri
+        Learning-log URI (see :mod:`model_wrappers.config`).
+    state_name
+        Log name; defaults to the graph node's name.
+    checkpoint_every
+        Events between checkpoints.
+    max_staleness_ms
+        How long a prediction may go without catching up with the log; 0 catches up every time.
+    label_ttl_seconds
+        How long the features of a prediction are kept for a label-only feedback.
+    label_capacity
+        How many predictions are kept for label-only feedback at most.
+
+    """
+
+    def __init__(
+        self,
+        model_uri: str = "/mnt/models",
+        state_uri: str | None = None,
+        state_name: str | None = None,
+        checkpoint_every: int = 1000,
+        max_staleness_ms: int = 0,
+        label_ttl_seconds: int = 86400,
+        label_capacity: int = 100_000,
+    ):
+        # Seldon builds the object once and forks REST and gRPC processes from it: connections
+        # and the learned state are made in load(), which runs in each of them.
+        self.model_uri = model_uri
+        self.state_options = dict(
+            state_uri=state_uri,
+            state_name=state_name,
+            checkpoint_every=checkpoint_every,
+            max_staleness_ms=max_staleness_ms,
+        )
+        self.label_ttl = float(label_ttl_seconds)
+        self.label_capacity = int(label_capacity)
+        self.replica: Replica | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def load(self) -> None:
+        loaded = load_model(self.model_uri)
+        meta = loaded.metadata
+        self.metadata = meta
+        self.schema = payload.Schema(meta.features)
+        settings = StateSettings.resolve(meta.name, meta.sha256, **self.state_options)
+        try:
+            log = open_log(settings.uri, settings.name, ttl=self.label_ttl, capacity=self.label_capacity)
+        except LogUnavailable as exc:
+            raise RuntimeError(f"{exc}; set the state_uri parameter or SELDON_RIVER_STATE_URI") from None
+        pipeline = loaded.pipeline
+
+        def fresh() -> ModelState:
+            return ModelState(copy.deepcopy(pipeline), meta.task, meta.classes)
+
+        self.replica = Replica(
+            fresh,
+            ModelState.restore,
+            log,
+            checkpoint_every=settings.checkpoint_every,
+            max_staleness=settings.max_staleness,
+        )
+        self.replica.start()
+        logger.info(
+            "loaded %s (%s, sha256 %s) at log position %d, %d events replayed",
+            meta.name, meta.task, meta.sha256[:12], self.replica.position, self.replica.replayed,
+        )
+
+    # -- Seldon hooks ---------------------------------------------------------------------
+    @seldon_errors
+    def predict_raw(self, request):
+        as_proto = not isinstance(request, dict)
+        message = payload.to_dict(request)
+        batch = self.schema.read(message)
+        puid = header_puid() or (message.get("meta") or {}).get("puid") or uuid.uuid4().hex
+        names, values, figures, position = self.replica.read(
+            lambda state: (*state.predict(batch.rows), state.figures(), self.replica.position)
+        )
+        self._remember(puid, batch.rows)
+        meta = {"puid": puid, "tags": self._tags(position), "metrics": gauges(figures)}
+        return payload.reply(batch.kind, names, values, meta, as_proto)
+
+    @seldon_errors
+    def send_feedback_raw(self, feedback):
+        message = json_format.MessageToDict(feedback)
+        state = self.replica.state
+        truth = message.get("truth") or {}
+        has_truth = truth.get("data") is not None or truth.get("jsonData") is not None
+        if not has_truth and state.task != "anomaly":
+            reward = " (it has only a reward: rewards are for the BanditRouter)" if "reward" in message else ""
+            raise InvalidInput(
+                "feedback has no truth: a MODEL learns from truth.data.ndarray, truth.data.tensor or "
+                f"truth.jsonData{reward}"
+            )
+        rows = self._feedback_rows(message)
+        values = state.check_truth(payload.read_values(truth, "truth"), len(rows)) if has_truth else None
+        position = self.replica.submit({"type": "learn", "rows": rows, "truth": values})
+        figures = self.replica.read(lambda s: s.figures())
+        reply = {"data": {"ndarray": []}, "meta": {"tags": self._tags(position), "metrics": gauges(figures)}}
+        return payload.to_proto(reply)
+
+    def health_status_raw(self):
+        return {"jsonData": self.status(), "meta": {}}
+
+    def init_metadata(self) -> dict:
+        # Called by the wrapper before load(): the metadata file alone is enough.
+        meta = read_metadata(self.model_uri)
+        names = [f.name for f in meta.features]
+        outputs = {"regressor": ["prediction"], "anomaly": ["score"]}.get(meta.task, [str(c) for c in meta.classes])
+        return {
+            "name": meta.name,
+            "versions": [meta.sha256[:12]],
+            "platform": f"river-{meta.river_version}",
+            "inputs": [{"messagetype": "tensor", "schema": {"names": names, "shape": [len(names)]}}],
+            "outputs": [{"messagetype": "tensor", "schema": {"names": outputs, "shape": [len(outputs)]}}],
+            "custom": {"task": meta.task, "sha256": meta.sha256},
+        }
+
+    # -- helpers --------------------------------------------------------------------------
+    def status(self) -> dict:
+        """What the model has learned and where its log stands, as served by /health/status."""
+        figures = self.replica.read(lambda s: s.figures())
+        return {
+            "model": {"name": self.metadata.name, "task": self.metadata.task, "sha256": self.metadata.sha256},
+            "metrics": figures,
+            "replica": self.replica.status(),
+        }
+
+    def _tags(self, position: int) -> dict:
+        return {"seldon_river_model": self.metadata.name, "seldon_river_position": position}
+
+    def _remember(self, puid: str, rows: list[dict]) -> None:
+        try:
+            self.replica.log.remember(puid, json.dumps(rows).encode())
+        except LogUnavailable as exc:
+            # Predictions keep flowing; only a later label-only feedback for this puid will fail.
+            logger.warning("prediction %s not remembered: %s", puid, exc)
+
+    def _feedback_rows(self, message: dict) -> list[dict]:
+        request = message.get("request") or {}
+        if request.get("data") is not None or request.get("jsonData") is not None:
+            return self.schema.read(request).rows
+        puid = (
+            ((message.get("response") or {}).get("meta") or {}).get("puid")
+            or (request.get("meta") or {}).get("puid")
+            or header_puid()
+        )
+        if not puid:
+            raise InvalidInput(
+                "feedback has neither request features nor a prediction id: send the original "
+                "request, or response.meta.puid (or the Seldon-Puid header) of the prediction"
+            )
+        try:
+            record = self.replica.log.recall(puid)
+        except LogUnavailable as exc:
+            raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
+        if record is None:
+            raise NotFound(
+                f"no remembered prediction with puid {puid!r}: it was never made here or expired "
+                f"(kept {self.label_ttl:g} s, at most {self.label_capacity} predictions); "
+                "send the request features with the feedback instead"
+            )
+        return json.loads(record)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs a command in a private network namespace that has only a loopback interface.
+# Seldon's wrapper binds 0.0.0.0 by design (a pod needs it); inside this namespace every
+# listener the tests start is reachable on 127.0.0.1 and from nowhere else.
+set -euo pipefail
+if [ "${SELDON_RIVER_IN_NETNS:-}" = 1 ]; then exec "$@"; fi
+if [ "$(id -u)" -eq 0 ]; then
+  exec unshare --net --fork -- env SELDON_RIVER_IN_NETNS=1 bash -c 'ip link set lo up && exec "$@"' _ "$@"
+fi
+exec unshare --user --map-root-user --net --fork -- env SELDON_RIVER_IN_NETNS=1 bash -c 'ip link set lo up && exec "$@"' _ "$@"

@@ -21,6 +21,8 @@ from kubernetes.config.config_exception import ConfigException
 from .manifest import SELDON_GROUP
 
 FIELD_MANAGER = "seldon-river"
+# How server-side apply words a schema violation it finds while building the patch.
+TYPED_PATCH_ERROR = "failed to create typed patch object"
 # (connect, read) seconds: an unreachable server should fail fast, a slow apply should not.
 REQUEST_TIMEOUT = (5, 60)
 
@@ -106,6 +108,12 @@ class Cluster:
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None):
         self.default_namespace = "default"
+        if kubeconfig is not None and not os.path.isfile(kubeconfig):
+            raise ClusterError(f"kubeconfig {kubeconfig} does not exist")
+        if kubeconfig is None and not _in_cluster_only() and not _default_kubeconfig_exists():
+            raise ClusterError(
+                "no kubeconfig: set KUBECONFIG or pass --kubeconfig (~/.kube/config does not exist)"
+            )
         try:
             if kubeconfig is None and context is None and _in_cluster_only():
                 config.load_incluster_config()
@@ -256,6 +264,28 @@ class Cluster:
                 content_type="application/apply-patch+yaml",
             )
         except ClusterError as exc:
+            if TYPED_PATCH_ERROR in str(exc):
+                self._raise_validation_error(body, ref)
+            raise _explain(exc, "apply", ref) from None
+
+    def _raise_validation_error(self, body: dict, ref: Ref) -> None:
+        """Asks for the API server's validation message through a dry-run create or replace.
+
+        Server-side apply reports a value of the wrong type or an unknown field while building
+        its patch, in Go terms (``expected string, got &value.valueUnstructured{...}``); create and
+        replace validate the same object against the same schema and say it the way ``kubectl``
+        users know. Returns when the dry run passes (the caller then reports the apply error).
+        """
+        query = [("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict"), ("dryRun", "All")]
+        current = self.get(ref)
+        try:
+            if current is None:
+                self.request("POST", ref.resource.path(ref.namespace), query=query, body=body)
+            else:
+                body = dict(body)
+                body["metadata"] = dict(body["metadata"], resourceVersion=current["metadata"]["resourceVersion"])
+                self.request("PUT", ref.resource.path(ref.namespace, ref.name), query=query, body=body)
+        except ClusterError as exc:
             raise _explain(exc, "apply", ref) from None
 
     def delete(self, ref: Ref, dry_run: bool = False) -> bool:
@@ -295,11 +325,14 @@ def _explain(exc: ClusterError, verb: str, ref: Ref) -> ClusterError:
     return err
 
 
+def _default_kubeconfig_exists() -> bool:
+    kubeconfig = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    return any(os.path.exists(p) for p in kubeconfig.split(os.pathsep) if p)
+
+
 def _in_cluster_only() -> bool:
     """True in a pod that has no kubeconfig: then the service account is used."""
-    kubeconfig = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    has_kubeconfig = any(os.path.exists(p) for p in kubeconfig.split(os.pathsep) if p)
-    return not has_kubeconfig and "KUBERNETES_SERVICE_HOST" in os.environ
+    return not _default_kubeconfig_exists() and "KUBERNETES_SERVICE_HOST" in os.environ
 
 
 def _pod_namespace() -> str | None:

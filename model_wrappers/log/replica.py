@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -184,6 +185,7 @@ class Replica:
     def status(self) -> dict:
         with self._lock:
             return {
+                "pid": os.getpid(),
                 "log": self.log.describe(),
                 "position": self.position,
                 "restored_from": self.restored_from,

@@ -7,6 +7,7 @@ losing the newest of them in a power cut only means a late label cannot be joine
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import time
@@ -55,10 +56,13 @@ class SQLiteLog(EventLog):
         self._remembered = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = self._connect("FULL")
-            with self._db:
+            # Switching to WAL and creating tables do not wait on SQLite's busy timeout, and
+            # every process of a pod opens the file at once: take turns through a lock file.
+            with open(f"{self.path}.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._db = self._connect("FULL")
                 self._db.executescript(SCHEMA)
-            self._records = self._connect("NORMAL")
+                self._records = self._connect("NORMAL")
         except (OSError, sqlite3.Error) as exc:
             raise LogUnavailable(f"cannot open the learning log {self.path}: {exc}") from None
 

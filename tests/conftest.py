@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from support import Microservice, RedisServer, export_phishing, require
+
+
+@pytest.fixture
+def phishing_folder(tmp_path):
+    return export_phishing(tmp_path / "model")
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory):
+    require("redis-server", shutil.which("redis-server") is not None, "apt-get install redis-server")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def services():
+    """Start microservices through this list; all are stopped at the end of the test."""
+    started: list[Microservice] = []
+
+    class Starter:
+        def start(self, *args, **kwargs) -> Microservice:
+            service = Microservice(*args, **kwargs)
+            started.append(service)
+            return service.start()
+
+        def add(self, service: Microservice) -> Microservice:
+            started.append(service)
+            return service
+
+    yield Starter()
+    for service in started:
+        service.stop()
+

@@ -155,9 +155,9 @@ class Microservice:
 class RedisServer:
     """A private redis-server on 127.0.0.1 with append-only persistence fsynced on every write."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, port: int | None = None):
         self.workdir = Path(workdir)
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
 
     @property

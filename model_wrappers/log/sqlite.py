@@ -90,7 +90,8 @@ class SQLiteLog(EventLog):
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             return row[0]
         except sqlite3.Error as exc:

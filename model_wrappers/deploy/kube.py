@@ -121,9 +121,8 @@ class Cluster:
                 self.default_namespace = _pod_namespace() or "default"
             else:
                 self.api = config.new_client_from_config(config_file=kubeconfig, context=context)
-                _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+                contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
                 if context is not None:
-                    contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
                     active = next((c for c in contexts if c.get("name") == context), active)
                 ns = (active or {}).get("context", {}).get("namespace")
                 self.default_namespace = ns or "default"
@@ -195,7 +194,7 @@ class Cluster:
                 listing = self.request("GET", path)
             except ClusterError as exc:
                 if getattr(exc, "status", None) != 404:
-                    raise
+                    raise _explain(exc, "discover", f"the API {path}") from None
                 listing = {"resources": []}
             self._discovered[api_version] = {
                 r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
@@ -241,7 +240,9 @@ class Cluster:
         try:
             return self.request("GET", resource.path(namespace)).get("items", [])
         except ClusterError as exc:
-            raise _explain(exc, "list", Ref(resource, "", namespace)) from None
+            group = resource.api_version.rpartition("/")[0]
+            what = f"{resource.plural}.{group}" if group else resource.plural
+            raise _explain(exc, "list", f"{what} in namespace {namespace}") from None
 
     def apply(self, obj: dict, ref: Ref, dry_run: bool = False) -> dict:
         """Creates or updates ``obj`` with server-side apply and returns what the server stored.
@@ -306,8 +307,18 @@ class Cluster:
         return True
 
 
-def _explain(exc: ClusterError, verb: str, ref: Ref) -> ClusterError:
-    """Prefixes the server's message with what was being done and what kind of refusal it is."""
+def _explain(exc: ClusterError, verb: str, ref: Ref | str) -> ClusterError:
+    """Prefixes the server's message with what was being done and what kind of refusal it is.
+
+    Parameters
+    ----------
+    exc
+        The error :meth:`Cluster.request` raised (``status`` set when the server answered).
+    verb
+        What was being done, e.g. ``apply``.
+    ref
+        What it was done to.
+    """
     status = getattr(exc, "status", None)
     message = str(exc)
     if status == 403:

@@ -161,7 +161,10 @@ class RiverModel:
             lambda state: (*state.predict(batch.rows), state.figures(), self.replica.position)
         )
         self._remember(puid, batch.rows)
-        meta = {"puid": puid, "tags": self._tags(position), "metrics": gauges(figures)}
+        # Keep the tags earlier graph nodes added (e.g. the outlier detector's), as Seldon's
+        # wrapper does for components without raw hooks.
+        tags = {**((message.get("meta") or {}).get("tags") or {}), **self._tags(position)}
+        meta = {"puid": puid, "tags": tags, "metrics": gauges(figures)}
         return payload.reply(batch.kind, names, values, meta, as_proto)
 
     @seldon_errors

@@ -1,0 +1,263 @@
+"""BanditRouter: a Seldon ROUTER that sends each request to one child and learns from rewards.
+
+Run it with Seldon's wrapper::
+
+    seldon-core-microservice model_wrappers.BanditRouter --service-type ROUTER \\
+        --parameters '[{"name": "n_arms", "value": "2", "type": "INT"}]'
+
+- ``route``: answers the index of the child (arm) for the request, ``[[arm]]``, and tags the reply
+  with ``seldon_river_arm``. The draw uses this process's random generator (seeded by ``seed``);
+  routing changes nothing that is learned, so processes need not agree on their draws.
+- ``send_feedback``: the reward goes to the arm that ``response.meta.routing[<this unit>]`` names
+  (the unit is the graph node name, ``PREDICTIVE_UNIT_ID``). Seldon's orchestrator writes
+  ``meta.routing`` into responses only when the predictor's ``svcOrchSpec.env`` sets
+  ``SELDON_ENABLE_ROUTING_INJECTION``; a feedback without this router's entry is refused
+  (HTTP 400 / gRPC INVALID_ARGUMENT), never dropped silently. The reward is the request's reward
+  per row, in [0, 1]; the arm is credited with one observation per row of the feedback's request
+  (see :mod:`model_wrappers.learning.router`). A feedback carrying no reward counts as reward 0:
+  protobuf cannot tell an absent reward from 0, and the orchestrator leaves a 0 reward out.
+
+Examples
+--------
+>>> import tempfile
+>>> from seldon_core.utils import json_to_feedback
+>>> folder = tempfile.mkdtemp()
+>>> router = BanditRouter(n_arms=2, policy="thompson", seed=7, state_uri=f"sqlite:///{folder}/state.db")
+>>> router.load()
+>>> reply = router.route_raw({"data": {"ndarray": [[1.0, 2.0]]}})
+>>> arm = reply["data"]["ndarray"][0][0]
+>>> arm in (0, 1), reply["meta"]["tags"]["seldon_river_arm"] == arm
+(True, True)
+>>> ack = router.send_feedback_raw(json_to_feedback({
+...     "request": {"data": {"ndarray": [[1.0, 2.0]]}},
+...     "response": {"meta": {"routing": {router.unit: arm}}}, "reward": 1.0}))
+>>> router.status()["arms"][arm]["pulls"]
+1.0
+
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+
+from google.protobuf.message import Message
+
+from . import payload
+from .config import StateSettings, fingerprint, unit_id
+from .errors import InvalidInput, seldon_errors
+from .learning.router import RouterSettings, RouterState, reward_event
+from .log import LogUnavailable, open_log
+from .log.replica import Replica
+from .river_model import METRIC_PREFIX
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_UNIT = "router"
+MESSAGE_FIELDS = {"status", "meta", "data", "binData", "strData", "jsonData", "customData"}
+
+
+def arm_metrics(arms: list[dict]) -> list[dict]:
+    """Per-arm GAUGEs (tagged ``arm``): rewarded rows, feedbacks and mean reward."""
+    metrics = []
+    for arm in arms:
+        tags = {"arm": str(arm["arm"])}
+        for name in ("pulls", "feedbacks", "mean_reward"):
+            metrics.append(
+                {"type": "GAUGE", "key": f"{METRIC_PREFIX}arm_{name}", "value": arm[name], "tags": dict(tags)}
+            )
+    return metrics
+
+
+def count_rows(message: dict) -> int | None:
+    """Rows of a request message (None when it carries no payload)."""
+    data = message.get("data")
+    if isinstance(data, dict):
+        if isinstance(data.get("ndarray"), list):
+            array = data["ndarray"]
+            return len(array) if array and all(isinstance(r, list) for r in array) else 1
+        if isinstance(data.get("tensor"), dict):
+            shape = data["tensor"].get("shape") or []
+            return int(shape[0]) if len(shape) >= 2 else 1
+        if isinstance(data.get("tftensor"), dict):
+            dims = (data["tftensor"].get("tensorShape") or {}).get("dim") or []
+            return int(dims[0].get("size", 1)) if len(dims) >= 2 else 1
+    if message.get("jsonData") is not None:
+        return len(message["jsonData"]) if isinstance(message["jsonData"], list) else 1
+    if any(message.get(k) is not None for k in ("strData", "binData", "customData")):
+        return 1
+    return None
+
+
+class BanditRouter:
+    """Seldon ROUTER choosing a child with a :mod:`river.bandit` policy and learning from rewards.
+
+    Parameters
+    ----------
+    n_arms
+        Required (INT): the number of children of this router in the graph.
+    policy
+        ``epsilon_greedy`` (default), ``ucb``, ``thompson`` (Beta-Bernoulli) or ``exp3``.
+    epsilon
+        epsilon-greedy: probability of routing to a random arm (default 0.1).
+    decay
+        epsilon-greedy: exploration after ``t`` rewarded rows is ``epsilon * exp(-decay * t)``
+        (default 0: no decay).
+    delta
+        UCB: width of the confidence bonus; 1 (default) gives UCB1 for rewards in [0, 1].
+    gamma
+        Exp3: share of uniform exploration, in (0, 1] (default 0.1).
+    burn_in
+        Rewarded rows every arm needs before the policy chooses (default 1); until then each
+        request goes to a random arm among those still below it.
+    seed
+        Seeds this process's routing draws (the learned statistics need no seed: they are the
+        same in every process that applied the same log). Unset: seeded from the OS.
+    state_uri
+        Learning-log URI (see :mod:`model_wrappers.config`).
+    state_name
+        Log name; defaults to the graph node's name. The log of a router is also keyed by
+        ``n_arms``, ``policy`` (and ``gamma`` for Exp3): changing ``epsilon``, ``decay``,
+        ``delta``, ``burn_in`` or ``seed`` keeps what was learned.
+    checkpoint_every
+        Events between checkpoints.
+    max_staleness_ms
+        How long routing may go without catching up with the log; 0 catches up every time.
+
+    """
+
+    def __init__(
+        self,
+        n_arms: int | None = None,
+        policy: str = "epsilon_greedy",
+        epsilon: float = 0.1,
+        decay: float = 0.0,
+        delta: float = 1.0,
+        gamma: float = 0.1,
+        burn_in: int = 1,
+        seed: int | None = None,
+        state_uri: str | None = None,
+        state_name: str | None = None,
+        checkpoint_every: int = 1000,
+        max_staleness_ms: int = 0,
+    ):
+        if n_arms is None:
+            raise ValueError(
+                "n_arms is required: set the INT parameter n_arms to the number of children of this ROUTER"
+            )
+        # Checked here, before Seldon forks its servers, so a bad parameter stops the start.
+        self.settings = RouterSettings(
+            n_arms=n_arms, policy=policy, epsilon=epsilon, decay=decay, delta=delta, gamma=gamma, burn_in=burn_in
+        )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.seed = seed
+        self.unit = unit_id(DEFAULT_UNIT)
+        self.state_options = dict(
+            state_uri=state_uri, state_name=state_name,
+            checkpoint_every=checkpoint_every, max_staleness_ms=max_staleness_ms,
+        )
+        self.replica: Replica | None = None
+        self.rng: random.Random | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def load(self) -> None:
+        settings = StateSettings.resolve(DEFAULT_UNIT, fingerprint(self.settings.identity()), **self.state_options)
+        try:
+            log = open_log(settings.uri, settings.name)
+        except LogUnavailable as exc:
+            raise RuntimeError(f"{exc}; set the state_uri parameter or SELDON_RIVER_STATE_URI") from None
+        # One generator per process, made after Seldon's fork.
+        self.rng = random.Random(self.seed)
+        self.replica = Replica(
+            lambda: RouterState(self.settings),
+            RouterState.restore,
+            log,
+            checkpoint_every=settings.checkpoint_every,
+            max_staleness=settings.max_staleness,
+        )
+        self.replica.start()
+        if os.environ.get("PREDICTIVE_UNIT_ID") is None:
+            logger.warning("PREDICTIVE_UNIT_ID is not set: feedback must carry response.meta.routing[%r]", self.unit)
+        logger.info(
+            "router %s (%s, %d arms) at log position %d, %d events replayed",
+            self.unit, self.settings.policy, self.settings.n_arms, self.replica.position, self.replica.replayed,
+        )
+
+    # -- Seldon hooks ---------------------------------------------------------------------
+    @seldon_errors
+    def route_raw(self, request):
+        # The policy is not contextual: the payload is not read, only checked to be a message.
+        as_proto = isinstance(request, Message)
+        if not as_proto:
+            unknown = sorted(set(payload.to_dict(request)) - MESSAGE_FIELDS)
+            if unknown:
+                fields = ", ".join(sorted(MESSAGE_FIELDS))
+                raise InvalidInput(f"expected a SeldonMessage (fields {fields}), got unknown fields {unknown}")
+        arm, arms = self.replica.read(lambda state: (state.choose(self.rng), state.arms()))
+        metrics = arm_metrics(arms) + [
+            {"type": "COUNTER", "key": f"{METRIC_PREFIX}arm_routed", "value": 1, "tags": {"arm": str(arm)}}
+        ]
+        reply = {
+            "data": {"ndarray": [[arm]]},
+            "meta": {
+                "tags": {"seldon_river_arm": arm, "seldon_river_policy": self.settings.policy},
+                "metrics": metrics,
+            },
+        }
+        return payload.to_proto(reply) if as_proto else reply
+
+    @seldon_errors
+    def send_feedback_raw(self, feedback):
+        routing = dict(feedback.response.meta.routing)
+        if self.unit not in routing:
+            seen = f"it has routing for {sorted(routing)}" if routing else "it has no response.meta.routing"
+            raise InvalidInput(
+                f"feedback names no arm for router {self.unit!r}: expected response.meta.routing[{self.unit!r}], "
+                f"{seen}. Send back the response the prediction returned; Seldon's orchestrator adds "
+                "meta.routing only when SELDON_ENABLE_ROUTING_INJECTION is set in the predictor's svcOrchSpec.env"
+            )
+        rows = 1
+        for part in (feedback.request, feedback.response):
+            if part.ByteSize():
+                found = count_rows(payload.to_dict(part))
+                if found is not None:
+                    rows = max(found, 1)
+                    break
+        event = reward_event(self.settings, routing[self.unit], feedback.reward, rows)
+        position = self.replica.submit(event)
+        arms = self.replica.read(lambda state: state.arms())
+        reply = {
+            "data": {"ndarray": []},
+            "meta": {
+                "tags": {"seldon_river_arm": event["arm"], "seldon_river_position": position},
+                "metrics": arm_metrics(arms),
+            },
+        }
+        return payload.to_proto(reply)
+
+    def health_status_raw(self):
+        return {"jsonData": self.status(), "meta": {}}
+
+    def init_metadata(self) -> dict:
+        return {
+            "name": self.unit,
+            "versions": [fingerprint(self.settings.identity())[:12]],
+            "platform": "seldon-river",
+            "inputs": [{"messagetype": "jsonData", "schema": {}}],
+            "outputs": [{"messagetype": "ndarray", "schema": {"names": ["arm"], "shape": [1]}}],
+            "custom": {"policy": self.settings.policy, "n_arms": str(self.settings.n_arms)},
+        }
+
+    # -- helpers --------------------------------------------------------------------------
+    def status(self) -> dict:
+        """What each arm has learned and where the log stands, as served by /health/status."""
+        arms, figures = self.replica.read(lambda s: (s.arms(), s.figures()))
+        return {
+            "router": {"unit": self.unit, "seed": self.seed, **dataclasses.asdict(self.settings)},
+            "arms": arms,
+            "metrics": figures,
+            "replica": self.replica.status(),
+        }

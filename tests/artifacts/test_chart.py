@@ -1,0 +1,154 @@
+"""The Helm chart: ``helm lint --strict``, rendering, no drift from manifests/, its NOTES, and its
+values schema (refusing bad values, allowing only parameters the components accept).
+
+helm is the one scripts/tools.sh builds; each example values file in charts/seldon-river/examples
+renders release ``river-<example>``, which must equal manifests/<example>.yaml object for object.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_manifests import CHART, CLASSES, EXAMPLES, REPO, check_parameters, helm
+
+PARAMETER_TYPES = {"integer": int, "number": float, "boolean": bool, "string": str}
+
+
+def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([helm(), *args], capture_output=True, text=True)
+    if check:
+        assert done.returncode == 0, f"helm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def template(release: str, *args: str, chart: Path = CHART, check: bool = True) -> subprocess.CompletedProcess:
+    return run_helm("template", release, str(chart), *args, check=check)
+
+
+def objects(text: str) -> dict[tuple[str, str], dict]:
+    found = {}
+    for doc in yaml.safe_load_all(text):
+        if doc:
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert key not in found, f"{key} appears twice"
+            found[key] = doc
+    return found
+
+
+def differences(written, rendered, path: str = "") -> list[str]:
+    """Where two parsed objects differ, as "at PATH: written != rendered" lines."""
+    if isinstance(written, dict) and isinstance(rendered, dict):
+        return [line for key in sorted(set(written) | set(rendered), key=str)
+                for line in differences(written.get(key, "<absent>"), rendered.get(key, "<absent>"), f"{path}/{key}")]
+    if isinstance(written, list) and isinstance(rendered, list) and len(written) == len(rendered):
+        return [line for i, (w, r) in enumerate(zip(written, rendered)) for line in differences(w, r, f"{path}/{i}")]
+    return [] if written == rendered else [f"  at {path or '/'}: {written!r} != {rendered!r}"[:400]]
+
+
+def test_lint_strict():
+    done = run_helm("lint", "--strict", str(CHART))
+    assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
+
+
+def test_chart_script_lints_and_renders_every_example():
+    done = subprocess.run(["bash", str(REPO / "scripts" / "chart.sh")], capture_output=True, text=True)
+    assert done.returncode == 0, f"scripts/chart.sh failed:\n{done.stdout}\n{done.stderr}"
+    for example in EXAMPLES:
+        assert f"examples/{example.name} renders" in done.stdout
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
+def test_examples_render_the_manifests_without_drift(example):
+    rendered = objects(template(f"river-{example.stem}", "-f", str(example)).stdout)
+    manifest = REPO / "manifests" / example.name
+    written = objects(manifest.read_text())
+    assert rendered.keys() == written.keys(), (
+        f"{manifest} holds {sorted(written)}, the chart renders {sorted(rendered)}: "
+        "run `bash scripts/chart.sh manifests`"
+    )
+    for key in rendered:
+        changes = differences(written[key], rendered[key])
+        assert not changes, (
+            f"{key[0]} {key[1]} in {manifest} differs from the chart's rendering (run `bash scripts/chart.sh "
+            "manifests`):\n" + "\n".join(changes[:20])
+        )
+
+
+def test_default_values_render_the_full_graph():
+    changes = differences(objects((REPO / "manifests" / "full-graph.yaml").read_text()),
+                          objects(template("river-full-graph").stdout))
+    assert not changes, "the chart's defaults do not render manifests/full-graph.yaml:\n" + "\n".join(changes[:20])
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
+def test_notes_tell_how_to_predict_and_feed_back(example, tmp_path):
+    # helm renders NOTES.txt only on install; a copy of the chart exposes it as a template.
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
+        '  notes: {{ include (print $.Template.BasePath "/NOTES.txt") . | quote }}\n'
+    )
+    release = f"river-{example.stem}"
+    done = template(release, "-f", str(example), "--namespace", "ml", "--show-only", "templates/zz-notes.yaml",
+                    chart=chart)
+    notes = yaml.safe_load(done.stdout)["data"]["notes"]
+    for needed in (f"svc/{release}-default", "/api/v1.0/predictions", "/api/v1.0/feedback", "truth",
+                   "predictor_servers", "-n ml"):
+        assert needed in notes, f"NOTES for {example.name} do not mention {needed!r}:\n{notes}"
+    values = yaml.safe_load(example.read_text()) or {}
+    if (values.get("router") or {}).get("enabled", True):
+        assert "reward" in notes
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"router": {"enabled": True, "parameters": {"policy": "greedy"}}}, "value must be one of"),
+        ({"models": [{"name": "m", "modelUri": "s3://b/m", "parameters": {"learning_rate": 0.1}}],
+          "router": {"enabled": False}}, "learning_rate"),
+        ({"detector": {"enabled": True, "parameters": {"quantile": 2}}}, "quantile"),
+        ({"state": {"backend": "sqlite"}}, "replicas must be 1"),
+        ({"router": {"enabled": False}}, "exactly one model"),
+        ({"models": [{"name": "m", "modelUri": "s3://b/m"}, {"name": "m", "modelUri": "s3://b/n"}]}, "must be unique"),
+        ({"state": {"backend": "etcd"}}, "value must be one of"),
+    ],
+    ids=["unknown-policy", "unknown-model-parameter", "quantile-out-of-range", "sqlite-with-replicas",
+         "two-models-without-router", "repeated-node-name", "unknown-backend"],
+)
+def test_bad_values_are_refused_with_the_reason(values, message, tmp_path):
+    file = tmp_path / "values.yaml"
+    file.write_text(yaml.safe_dump(values))
+    done = template("river", "-f", str(file), check=False)
+    assert done.returncode != 0, f"helm template with {values} rendered; expected a refusal"
+    assert message in done.stderr, f"expected {message!r} in the refusal, got:\n{done.stderr}"
+
+
+def schema_parameters(schema: dict, *path: str) -> dict:
+    node = schema
+    for step in path:
+        node = node[step]
+    return node["parameters"]["properties"]
+
+
+@pytest.mark.parametrize(
+    "node_type, path",
+    [("TRANSFORMER", ("properties", "detector", "properties")),
+     ("ROUTER", ("properties", "router", "properties")),
+     ("MODEL", ("properties", "models", "items", "properties"))],
+    ids=["detector", "router", "model"],
+)
+def test_the_schema_allows_only_parameters_the_component_accepts(node_type, path):
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for name, spec in schema_parameters(schema, *path).items():
+        value = spec.get("enum", [None])[0] or {int: 1, float: 0.5, bool: True, str: "x"}[PARAMETER_TYPES[spec["type"]]]
+        values = {name: value}
+        if node_type == "ROUTER":
+            values.setdefault("n_arms", 2)
+        check_parameters(CLASSES[node_type], values, f"values.schema.json {'/'.join(path)}/parameters/{name}")

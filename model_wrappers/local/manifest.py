@@ -84,6 +84,7 @@ class Container:
     name: str
     image: str | None = None
     env: dict = dataclasses.field(default_factory=dict)
+    mounts: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
 
@@ -207,7 +208,9 @@ def _containers(predictor: dict) -> tuple[dict, list[str]]:
             for source in raw.get("envFrom") or []:
                 ref = source.get("secretRef") or source.get("configMapRef") or {}
                 env_notes.append(f"{owner}: envFrom {ref.get('name', source)!r} is not read by a local run")
-            containers[name] = Container(name=name, image=raw.get("image"), env=env, notes=tuple(env_notes))
+            mounts = tuple(m["mountPath"] for m in raw.get("volumeMounts") or [] if m.get("mountPath"))
+            containers[name] = Container(name=name, image=raw.get("image"), env=env, mounts=mounts,
+                                         notes=tuple(env_notes))
             notes.extend(env_notes)
     return containers, notes
 

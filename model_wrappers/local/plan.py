@@ -10,15 +10,22 @@ Two things a laptop has to supply differently from a cluster:
 - model folders: a ``modelUri`` (``gs://``, ``pvc://``...) is not fetched; each RiverModel node
   gets a local folder (``--models NODE=DIR`` or ``--models-dir DIR`` holding ``DIR/NODE``),
   passed as its ``model_uri`` parameter;
-- learning state: unless the node's parameters set ``state_uri``, each seldon-river component
-  keeps its log in ``sqlite:///STATE_DIR/NODE.db``.
+- learning state: each seldon-river component keeps its log in ``sqlite:///STATE_DIR/NODE.db``,
+  unless its parameters set a ``state_uri`` this machine can use: a sqlite file in a writable
+  folder, or a Redis whose host name resolves here. A cluster's own store
+  (``redis://<service>:6379``, ``sqlite:////var/lib/seldon-river/...`` on a volume) is replaced,
+  with a note. ``--state-uri`` puts every component on one given store instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 from . import graph
 from .manifest import Deployment, ManifestError, Node
@@ -35,6 +42,8 @@ STATEFUL = {
 PARAMETER_TYPES = ("INT", "FLOAT", "DOUBLE", "STRING", "BOOL")
 # What the seldon-river image runs when a container sets no MODEL_NAME / SERVICE_TYPE.
 IMAGE_DEFAULT = (RIVER_MODEL, "MODEL")
+# Folders of the seldon-river image: only meaningful inside its containers.
+IMAGE_PATHS = ("/var/lib/seldon-river", "/mnt/models")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +91,8 @@ def _with(parameters: list[dict], name: str, value: str) -> list[dict]:
     return [p for p in parameters if p.get("name") != name] + [{"name": name, "type": "STRING", "value": value}]
 
 
-def model_folder(node: Node, models: dict[str, Path], models_dir: Path | None) -> Path:
+def model_folder(node: Node, models: dict[str, Path], models_dir: Path | None,
+                 container_paths: tuple[str, ...] = ()) -> Path:
     """The local model folder of a RiverModel node, or a ManifestError saying how to give one."""
     if node.name in models:
         folder = Path(models[node.name]).expanduser().resolve()
@@ -94,7 +104,9 @@ def model_folder(node: Node, models: dict[str, Path], models_dir: Path | None) -
         if folder.is_dir():
             return folder
     declared = node.parameter("model_uri")
-    if declared and Path(declared).is_absolute() and Path(declared).is_dir():
+    if declared and Path(declared).is_absolute() and Path(declared).is_dir() and not any(
+        Path(declared).is_relative_to(m) for m in container_paths
+    ):
         return Path(declared)
     source = node.model_uri or declared or "/mnt/models"
     looked = f"; looked for {Path(models_dir) / node.name}" if models_dir is not None else ""
@@ -103,6 +115,66 @@ def model_folder(node: Node, models: dict[str, Path], models_dir: Path | None) -
         f"by a local run. Pass --models {node.name}=DIR, or --models-dir DIR with a folder "
         f"DIR/{node.name}{looked}. `seldon-river export` writes a model folder."
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _resolves(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, None)
+        return True
+    except (socket.gaierror, UnicodeError, OSError):
+        return False
+
+
+def usable_here(state_uri: str, container_paths: tuple[str, ...] = IMAGE_PATHS) -> str | None:
+    """None when this machine can use ``state_uri``, else why not.
+
+    A sqlite file under one of ``container_paths`` (the container's volume mounts) belongs to
+    the pod, not to this machine, even when the same path happens to exist here.
+    """
+    url = urlparse(state_uri)
+    if url.scheme == "sqlite":
+        # As model_wrappers.log.open_log reads it; the folder is created when it can be.
+        path = Path(state_uri[len("sqlite:///"):])
+        for mount in container_paths:
+            if path.is_absolute() and path.is_relative_to(mount):
+                return f"{mount} is a folder of the container"
+        folder = path.parent
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            return f"{folder} cannot be written here"
+    elif url.scheme in ("redis", "rediss"):
+        if not url.hostname or not _resolves(url.hostname):
+            return f"the host {url.hostname!r} does not resolve here (a cluster service name)"
+    return None
+
+
+def state_uri_for(node: Node, state_dir: Path, forced: str | None,
+                  container_paths: tuple[str, ...] = IMAGE_PATHS) -> tuple[str, str | None]:
+    """The ``state_uri`` a node runs with locally, and a note when the manifest's is replaced."""
+    if forced:
+        return forced, None
+    default = f"sqlite:///{state_dir / (node.name + '.db')}"
+    declared = node.parameter("state_uri")
+    if declared is None:
+        return default, None
+    problem = usable_here(declared, container_paths)
+    if problem is None:
+        return declared, None
+    return default, f"graph node {node.name!r}: state_uri {declared} is not usable locally ({problem}); using {default}"
+
+
+def river_model_nodes(deployment: Deployment) -> list[str]:
+    """Names of the graph nodes that run a RiverModel (and so need a model folder), in graph order."""
+    out = []
+    for node in deployment.predictor.graph.walk():
+        container = deployment.predictor.containers.get(node.name)
+        if container is None or not graph.needs_process(node):
+            continue
+        class_path = container.env.get("MODEL_NAME") or (IMAGE_DEFAULT[0] if node.type in (None, "MODEL") else "")
+        if _canonical(class_path) == RIVER_MODEL:
+            out.append(node.name)
+    return out
 
 
 def _class_of(node: Node, container) -> tuple[str, str, list[str]]:
@@ -127,6 +199,7 @@ def plan(
     state_dir: Path,
     models: dict[str, Path] | None = None,
     models_dir: Path | None = None,
+    state_uri: str | None = None,
 ) -> tuple[list[Component], list[str]]:
     """The components to start for ``deployment``, and notes about what differs from a cluster.
 
@@ -140,6 +213,8 @@ def plan(
         Node name to local model folder.
     models_dir
         A folder holding one model folder per node name.
+    state_uri
+        One learning-log URI for every component, instead of each node's own.
 
     """
     models = dict(models or {})
@@ -172,10 +247,13 @@ def plan(
         folder = None
         canonical = _canonical(class_path)
         if canonical == RIVER_MODEL:
-            folder = model_folder(node, models, models_dir)
+            folder = model_folder(node, models, models_dir, IMAGE_PATHS + container.mounts)
             parameters = _with(parameters, "model_uri", str(folder))
-        if canonical in STATEFUL and node.parameter("state_uri") is None:
-            parameters = _with(parameters, "state_uri", f"sqlite:///{state_dir / (node.name + '.db')}")
+        if canonical in STATEFUL:
+            uri, note = state_uri_for(node, state_dir, state_uri, IMAGE_PATHS + container.mounts)
+            parameters = _with(parameters, "state_uri", uri)
+            if note:
+                notes.append(note)
         components.append(
             Component(
                 node=node.name,

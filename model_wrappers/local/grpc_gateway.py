@@ -1,0 +1,92 @@
+"""Seldon's external gRPC API (``seldon.protos.Seldon/Predict`` and ``/SendFeedback``).
+
+``SeldonClient(transport="grpc")`` sends the metadata ``seldon=<deployment>`` (and
+``namespace=<namespace>``) through an ambassador or istio gateway and none through
+``gateway="seldon"``: both are accepted, a different deployment is NOT_FOUND. The messages are
+converted to JSON and go through the same orchestrator as REST (which speaks REST to the
+components, as Seldon's orchestrator does by default). The request id comes back as the
+``seldon-puid`` initial metadata and, from a RiverModel, in ``meta.puid``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import grpc
+from seldon_core.proto import prediction_pb2_grpc
+from seldon_core.utils import feedback_to_json, json_to_seldon_message, seldon_message_to_json
+
+from .gateway import Api, Token
+
+STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def _info(body: dict) -> str:
+    status = body.get("status") if isinstance(body, dict) else None
+    return (status or {}).get("info") or str(body)[:500]
+
+
+class SeldonGateway(prediction_pb2_grpc.SeldonServicer):
+    """The gRPC servicer: checks the token and the deployment, then calls :class:`Api`."""
+
+    def __init__(self, api: Api, token: Token):
+        self.api = api
+        self.token = token
+
+    def _serve(self, kind: str, message: dict, context: grpc.ServicerContext):
+        metadata = {k.lower(): v for k, v in context.invocation_metadata()}
+        if not self.token.accepts(metadata.get("authorization"), metadata.get("x-auth-token")):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token: send metadata "
+                          "authorization: Bearer <token>")
+        refused = self.api.serves(metadata.get("seldon"), metadata.get("namespace"))
+        if refused:
+            context.abort(grpc.StatusCode.NOT_FOUND, refused)
+        status, body, puid = self.api.handle(kind, message, metadata.get("seldon-puid"))
+        context.send_initial_metadata((("seldon-puid", puid),))
+        if status != 200:
+            context.abort(STATUS.get(status, grpc.StatusCode.INTERNAL), _info(body))
+        try:
+            return json_to_seldon_message(body)
+        except Exception as exc:  # a component's JSON that is no SeldonMessage
+            context.abort(grpc.StatusCode.INTERNAL, f"the graph's reply is not a SeldonMessage: {exc}")
+
+    def Predict(self, request, context):
+        return self._serve("predict", seldon_message_to_json(request), context)
+
+    def SendFeedback(self, request, context):
+        return self._serve("feedback", feedback_to_json(request), context)
+
+
+class GrpcServer:
+    """A gRPC server for the gateway on ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(self, api: Api, token: Token, host: str, port: int, workers: int = 8):
+        self.started = False
+        # gRPC sets SO_REUSEPORT by default: a second run on the same port would share it silently.
+        self.server = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seldon-river-grpc"),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        prediction_pb2_grpc.add_SeldonServicer_to_server(SeldonGateway(api, token), self.server)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {address} for gRPC: {exc} (choose another with --grpc-port)") from None
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address} for gRPC (choose another with --grpc-port)")
+
+    def start(self) -> None:
+        self.server.start()
+        self.started = True
+
+    def stop(self) -> None:
+        if self.started:
+            self.server.stop(grace=2).wait(5)

@@ -1,7 +1,8 @@
 """seldon-river: river online-learning pipelines as Seldon Core v1 components.
 
 ``seldon-core-microservice model_wrappers.RiverModel --service-type MODEL`` (and likewise
-``BanditRouter`` as a ROUTER, ``OutlierDetector`` as a TRANSFORMER) imports this package and
+``BanditRouter`` as a ROUTER, ``OutlierDetector`` as a TRANSFORMER, ``KeyedRiverModel`` as a
+MODEL) imports this package and
 looks the class up by name; the classes are imported on first use.
 """
 
@@ -15,6 +16,7 @@ _COMPONENTS = {
     "RiverModel": "model_wrappers.river_model",
     "BanditRouter": "model_wrappers.bandit_router",
     "OutlierDetector": "model_wrappers.outlier_detector",
+    "KeyedRiverModel": "model_wrappers.keyed_model",
 }
 
 __all__ = list(_COMPONENTS)

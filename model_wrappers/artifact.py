@@ -121,7 +121,7 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -196,7 +196,7 @@ def export_model(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     blob = dill.dumps(pipeline)
-    _atomic_write(out / MODEL_FILE, blob)
+    atomic_write(out / MODEL_FILE, blob)
     meta = Metadata(
         task=task,
         sha256=hashlib.sha256(blob).hexdigest(),
@@ -208,7 +208,7 @@ def export_model(
         classes=classes,
         name=name,
     )
-    _atomic_write(out / METADATA_FILE, json.dumps(meta.to_json(), indent=2).encode() + b"\n")
+    atomic_write(out / METADATA_FILE, json.dumps(meta.to_json(), indent=2).encode() + b"\n")
     return meta
 
 

@@ -13,6 +13,7 @@ import sys
 
 SUBCOMMANDS = {
     "export": ("model_wrappers.commands.export", "write a model folder from a dill file"),
+    "export-keyed": ("model_wrappers.keyed_artifact", "write a keyed model folder (one pipeline per key)"),
     "serve": ("model_wrappers.commands.serve", "serve one component with seldon-core-microservice"),
     "run": ("model_wrappers.local.command", "run a SeldonDeployment graph locally, no cluster"),
     "demo": ("model_wrappers.local.demo", "run the full graph locally and stream a dataset through it"),

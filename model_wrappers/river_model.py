@@ -48,6 +48,7 @@ from . import payload
 from .artifact import load_model, read_metadata
 from .config import StateSettings
 from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
+from .keyed_artifact import is_keyed
 from .learning.model import ModelState
 from .log import LogUnavailable, open_log
 from .log.replica import Replica
@@ -123,6 +124,11 @@ class RiverModel:
 
     # -- lifecycle ------------------------------------------------------------------------
     def load(self) -> None:
+        if is_keyed(self.model_uri):
+            raise RuntimeError(
+                f"{self.model_uri} is a keyed model folder (one pipeline per key): serve it with "
+                "model_wrappers.KeyedRiverModel"
+            )
         loaded = load_model(self.model_uri)
         meta = loaded.metadata
         self.metadata = meta

@@ -15,6 +15,7 @@ from pathlib import Path
 
 COMPONENTS = {
     "model": ("model_wrappers.RiverModel", "MODEL"),
+    "keyed": ("model_wrappers.KeyedRiverModel", "MODEL"),
     "router": ("model_wrappers.BanditRouter", "ROUTER"),
     "detector": ("model_wrappers.OutlierDetector", "TRANSFORMER"),
 }
@@ -65,9 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     parameters = {}
-    if args.component == "model":
+    if args.component in ("model", "keyed"):
         if not args.model_dir:
-            print("seldon-river serve: the model component needs MODEL_DIR", file=sys.stderr)
+            print(f"seldon-river serve: the {args.component} component needs MODEL_DIR", file=sys.stderr)
             return 2
         parameters["model_uri"] = str(Path(args.model_dir).resolve())
     for item in args.param:

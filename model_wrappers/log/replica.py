@@ -134,7 +134,14 @@ class Replica:
 
     def _apply(self, position: int, payload: bytes) -> None:
         try:
-            self.state.apply(decode(payload))
+            if getattr(self.state, "positioned", False):
+                # States stored in parts (per key) record the log position of each change.
+                self.state.apply(decode(payload), position)
+            else:
+                self.state.apply(decode(payload))
+        except LogUnavailable:
+            # The state could not reach its own store: stop before this event, retry on next read.
+            raise
         except Exception:
             # Every replica meets the same event in the same state, so each skips it alike.
             logger.exception("event %d of log %s could not be applied; skipped", position, self.log.name)

@@ -3,6 +3,9 @@
 Appends commit with ``synchronous=FULL``, so an acknowledged feedback survives a crash of the
 process or of the machine. Prediction records use a second connection with ``synchronous=NORMAL``:
 losing the newest of them in a power cut only means a late label cannot be joined.
+
+Events and records are kept in rowid tables: feedback batches make events of tens of kilobytes,
+and a table clustered on its key would re-read those big pages on every read.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS heads (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     name TEXT NOT NULL, position INTEGER NOT NULL, payload BLOB NOT NULL,
-    PRIMARY KEY (name, position)) WITHOUT ROWID;
+    UNIQUE (name, position));
 CREATE TABLE IF NOT EXISTS checkpoints (
     name TEXT PRIMARY KEY, position INTEGER NOT NULL, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS predictions (
     name TEXT NOT NULL, key TEXT NOT NULL, expires REAL NOT NULL, record BLOB NOT NULL,
-    PRIMARY KEY (name, key)) WITHOUT ROWID;
+    UNIQUE (name, key));
 CREATE INDEX IF NOT EXISTS predictions_by_expiry ON predictions (name, expires);
 """
 

@@ -220,3 +220,17 @@ def test_unwritable_log_volume_refuses_feedback_and_recovers(services, phishing_
         subprocess.run(["chattr", "-i", *files], check=True)
     send(served, "rest", feedback_body(x, y))
     assert served.status()["metrics"]["learned"] == 6
+
+
+def test_threaded_workers_accept_concurrent_feedback(services, phishing_folder, tmp_path):
+    """gunicorn's threaded workers share one log connection per process across threads."""
+    served = services.start(
+        "model_wrappers.RiverModel", "MODEL",
+        {"model_uri": str(phishing_folder), "state_uri": f"sqlite:///{tmp_path}/state.db"},
+        tmp_path, workers=1, env={"GUNICORN_THREADS": "4"}, name="threaded",
+    )
+    events = STREAM[:80]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda e: served.feedback(feedback_body(*e)), events))
+    assert [r.status_code for r in replies] == [200] * len(events)
+    assert served.status()["metrics"]["learned"] == len(events)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +58,10 @@ class SQLiteLog(EventLog):
         self.ttl = ttl
         self.capacity = capacity
         self._remembered = 0
+        # A connection is shared by the threads of a process (gunicorn --threads, gRPC threads);
+        # a transaction must not interleave with another thread's statements on it.
+        self._lock = threading.Lock()
+        self._records_lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Switching to WAL and creating tables do not wait on SQLite's busy timeout, and
@@ -79,86 +84,93 @@ class SQLiteLog(EventLog):
         return LogUnavailable(f"cannot {action} the learning log {self.path}: {exc}")
 
     def append(self, payload: bytes) -> int:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock:
             try:
-                row = self._db.execute(
-                    "INSERT INTO heads (name, position) VALUES (?, 1) "
-                    "ON CONFLICT (name) DO UPDATE SET position = position + 1 RETURNING position",
-                    (self.name,),
-                ).fetchone()
-                self._db.execute(
-                    "INSERT INTO events (name, position, payload) VALUES (?, ?, ?)",
-                    (self.name, row[0], payload),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            return row[0]
-        except sqlite3.Error as exc:
-            raise self._fail("append to", exc) from None
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute(
+                        "INSERT INTO heads (name, position) VALUES (?, 1) "
+                        "ON CONFLICT (name) DO UPDATE SET position = position + 1 RETURNING position",
+                        (self.name,),
+                    ).fetchone()
+                    self._db.execute(
+                        "INSERT INTO events (name, position, payload) VALUES (?, ?, ?)",
+                        (self.name, row[0], payload),
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                return row[0]
+            except sqlite3.Error as exc:
+                raise self._fail("append to", exc) from None
 
     def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
-        try:
-            return self._db.execute(
-                "SELECT position, payload FROM events WHERE name = ? AND position > ? "
-                "ORDER BY position LIMIT ?",
-                (self.name, after, limit),
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise self._fail("read", exc) from None
+        with self._lock:
+            try:
+                return self._db.execute(
+                    "SELECT position, payload FROM events WHERE name = ? AND position > ? "
+                    "ORDER BY position LIMIT ?",
+                    (self.name, after, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._fail("read", exc) from None
 
     def head(self) -> int:
-        try:
-            row = self._db.execute("SELECT position FROM heads WHERE name = ?", (self.name,)).fetchone()
-        except sqlite3.Error as exc:
-            raise self._fail("read", exc) from None
-        return row[0] if row else 0
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT position FROM heads WHERE name = ?", (self.name,)).fetchone()
+            except sqlite3.Error as exc:
+                raise self._fail("read", exc) from None
+            return row[0] if row else 0
 
     def save_checkpoint(self, position: int, blob: bytes) -> bool:
-        try:
-            cur = self._db.execute(
-                "INSERT INTO checkpoints (name, position, blob) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position, blob = excluded.blob "
-                "WHERE excluded.position > checkpoints.position",
-                (self.name, position, blob),
-            )
-            return cur.rowcount > 0
-        except sqlite3.Error as exc:
-            raise self._fail("write a checkpoint to", exc) from None
+        with self._lock:
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO checkpoints (name, position, blob) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position, blob = excluded.blob "
+                    "WHERE excluded.position > checkpoints.position",
+                    (self.name, position, blob),
+                )
+                return cur.rowcount > 0
+            except sqlite3.Error as exc:
+                raise self._fail("write a checkpoint to", exc) from None
 
     def load_checkpoint(self) -> Checkpoint | None:
-        try:
-            row = self._db.execute(
-                "SELECT position, blob FROM checkpoints WHERE name = ?", (self.name,)
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise self._fail("read a checkpoint from", exc) from None
-        return Checkpoint(row[0], bytes(row[1])) if row else None
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT position, blob FROM checkpoints WHERE name = ?", (self.name,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise self._fail("read a checkpoint from", exc) from None
+            return Checkpoint(row[0], bytes(row[1])) if row else None
 
     def compact(self, upto: int) -> int:
-        try:
-            cur = self._db.execute(
-                "DELETE FROM events WHERE name = ? AND position <= ?", (self.name, upto)
-            )
-            return cur.rowcount
-        except sqlite3.Error as exc:
-            raise self._fail("compact", exc) from None
+        with self._lock:
+            try:
+                cur = self._db.execute(
+                    "DELETE FROM events WHERE name = ? AND position <= ?", (self.name, upto)
+                )
+                return cur.rowcount
+            except sqlite3.Error as exc:
+                raise self._fail("compact", exc) from None
 
     def remember(self, key: str, record: bytes) -> None:
-        now = time.time()
-        try:
-            self._records.execute(
-                "INSERT OR REPLACE INTO predictions (name, key, expires, record) VALUES (?, ?, ?, ?)",
-                (self.name, key, now + self.ttl, record),
-            )
-            self._remembered += 1
-            if self._remembered % PRUNE_EVERY == 0:
-                self._prune(now)
-        except sqlite3.Error as exc:
-            raise self._fail("write a prediction record to", exc) from None
+        with self._records_lock:
+            now = time.time()
+            try:
+                self._records.execute(
+                    "INSERT OR REPLACE INTO predictions (name, key, expires, record) VALUES (?, ?, ?, ?)",
+                    (self.name, key, now + self.ttl, record),
+                )
+                self._remembered += 1
+                if self._remembered % PRUNE_EVERY == 0:
+                    self._prune(now)
+            except sqlite3.Error as exc:
+                raise self._fail("write a prediction record to", exc) from None
 
     def _prune(self, now: float) -> None:
         self._records.execute("DELETE FROM predictions WHERE name = ? AND expires < ?", (self.name, now))
@@ -169,14 +181,15 @@ class SQLiteLog(EventLog):
         )
 
     def recall(self, key: str) -> bytes | None:
-        try:
-            row = self._records.execute(
-                "SELECT record FROM predictions WHERE name = ? AND key = ? AND expires >= ?",
-                (self.name, key, time.time()),
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise self._fail("read a prediction record from", exc) from None
-        return bytes(row[0]) if row else None
+        with self._records_lock:
+            try:
+                row = self._records.execute(
+                    "SELECT record FROM predictions WHERE name = ? AND key = ? AND expires >= ?",
+                    (self.name, key, time.time()),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise self._fail("read a prediction record from", exc) from None
+            return bytes(row[0]) if row else None
 
     def close(self) -> None:
         self._db.close()

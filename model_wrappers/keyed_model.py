@@ -48,7 +48,7 @@ from .learning.model import ModelState
 from .log import LogUnavailable, open_log
 from .log.keystore import open_keystore
 from .log.replica import Replica
-from .river_model import gauges, header_puid
+from .river_model import gauges, header_puid, recall_prediction
 
 logger = logging.getLogger(__name__)
 
@@ -402,27 +402,7 @@ class KeyedRiverModel:
         request = message.get("request") or {}
         if request.get("data") is not None or request.get("jsonData") is not None:
             return self._split(request, self.schema.read(request).rows)
-        puid = (
-            ((message.get("response") or {}).get("meta") or {}).get("puid")
-            or (request.get("meta") or {}).get("puid")
-            or header_puid()
-        )
-        if not puid:
-            raise InvalidInput(
-                "feedback has neither request features nor a prediction id: send the original "
-                "request, or response.meta.puid (or the Seldon-Puid header) of the prediction"
-            )
-        try:
-            record = self.replica.log.recall(puid)
-        except LogUnavailable as exc:
-            raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
-        if record is None:
-            raise NotFound(
-                f"no remembered prediction with puid {puid!r}: it was never made here or expired "
-                f"(kept {self.label_ttl:g} s, at most {self.label_capacity} predictions); "
-                "send the request features with the feedback instead"
-            )
-        remembered = json.loads(record)
+        puid, remembered = recall_prediction(message, self.replica.log, self.label_ttl, self.label_capacity)
         if not isinstance(remembered, dict) or "keys" not in remembered:
             raise NotFound(f"the prediction with puid {puid!r} was not made by a keyed model")
         return remembered["keys"], remembered["rows"]

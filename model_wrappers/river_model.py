@@ -76,6 +76,32 @@ def gauges(figures: dict[str, float]) -> list[dict]:
     return [{"type": "GAUGE", "key": METRIC_PREFIX + k, "value": v} for k, v in sorted(figures.items())]
 
 
+def recall_prediction(message: dict, log, ttl: float, capacity: int) -> tuple[str, object]:
+    """The puid a label-only feedback names and what was remembered under it at predict time."""
+    request = message.get("request") or {}
+    puid = (
+        ((message.get("response") or {}).get("meta") or {}).get("puid")
+        or (request.get("meta") or {}).get("puid")
+        or header_puid()
+    )
+    if not puid:
+        raise InvalidInput(
+            "feedback has neither request features nor a prediction id: send the original "
+            "request, or response.meta.puid (or the Seldon-Puid header) of the prediction"
+        )
+    try:
+        record = log.recall(puid)
+    except LogUnavailable as exc:
+        raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
+    if record is None:
+        raise NotFound(
+            f"no remembered prediction with puid {puid!r}: it was never made here or expired "
+            f"(kept {ttl:g} s, at most {capacity} predictions); "
+            "send the request features with the feedback instead"
+        )
+    return puid, json.loads(record)
+
+
 class RiverModel:
     """Seldon MODEL serving a river pipeline from a model folder.
 
@@ -233,24 +259,4 @@ class RiverModel:
         request = message.get("request") or {}
         if request.get("data") is not None or request.get("jsonData") is not None:
             return self.schema.read(request).rows
-        puid = (
-            ((message.get("response") or {}).get("meta") or {}).get("puid")
-            or (request.get("meta") or {}).get("puid")
-            or header_puid()
-        )
-        if not puid:
-            raise InvalidInput(
-                "feedback has neither request features nor a prediction id: send the original "
-                "request, or response.meta.puid (or the Seldon-Puid header) of the prediction"
-            )
-        try:
-            record = self.replica.log.recall(puid)
-        except LogUnavailable as exc:
-            raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
-        if record is None:
-            raise NotFound(
-                f"no remembered prediction with puid {puid!r}: it was never made here or expired "
-                f"(kept {self.label_ttl:g} s, at most {self.label_capacity} predictions); "
-                "send the request features with the feedback instead"
-            )
-        return json.loads(record)
+        return recall_prediction(message, self.replica.log, self.label_ttl, self.label_capacity)[1]

@@ -49,7 +49,6 @@ from . import payload
 from .config import StateSettings, fingerprint, unit_id
 from .errors import InvalidInput, seldon_errors
 from .learning.router import RouterSettings, RouterState, reward_event
-from .log import LogUnavailable, open_log
 from .log.replica import Replica
 from .river_model import METRIC_PREFIX
 
@@ -165,20 +164,9 @@ class BanditRouter:
     # -- lifecycle ------------------------------------------------------------------------
     def load(self) -> None:
         settings = StateSettings.resolve(DEFAULT_UNIT, fingerprint(self.settings.identity()), **self.state_options)
-        try:
-            log = open_log(settings.uri, settings.name)
-        except LogUnavailable as exc:
-            raise RuntimeError(f"{exc}; set the state_uri parameter or SELDON_RIVER_STATE_URI") from None
         # One generator per process, made after Seldon's fork.
         self.rng = random.Random(self.seed)
-        self.replica = Replica(
-            lambda: RouterState(self.settings),
-            RouterState.restore,
-            log,
-            checkpoint_every=settings.checkpoint_every,
-            max_staleness=settings.max_staleness,
-        )
-        self.replica.start()
+        self.replica = Replica.started(lambda: RouterState(self.settings), RouterState.restore, settings)
         if os.environ.get("PREDICTIVE_UNIT_ID") is None:
             logger.warning("PREDICTIVE_UNIT_ID is not set: feedback must carry response.meta.routing[%r]", self.unit)
         logger.info(

@@ -45,9 +45,9 @@ from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
 from .keyed_artifact import KeyedModel, key_text, load_keyed, read_keyed_metadata
 from .learning.keyed import KeyedState, Selection
 from .learning.model import ModelState
-from .log import LogUnavailable, open_log
+from .log import LogUnavailable
 from .log.keystore import open_keystore
-from .log.replica import Replica
+from .log.replica import Replica, state_hint
 from .river_model import gauges, header_puid, recall_prediction
 
 logger = logging.getLogger(__name__)
@@ -172,21 +172,17 @@ class KeyedRiverModel:
                                "metric": selection.metric, "min_observations": selection.min_observations})
         settings = StateSettings.resolve(meta.name, version, **self.state_options)
         try:
-            log = open_log(settings.uri, settings.name, ttl=self.label_ttl, capacity=self.label_capacity)
             store = open_keystore(settings.uri, settings.name)
         except LogUnavailable as exc:
-            raise RuntimeError(f"{exc}; set the state_uri parameter or SELDON_RIVER_STATE_URI") from None
+            raise RuntimeError(state_hint(exc)) from None
         options = dict(origin=model, task=meta.task, classes=meta.classes, selection=selection,
                        store=store, capacity=self.capacity)
         self.store = store
-        self.replica = Replica(
+        self.replica = Replica.started(
             lambda: KeyedState(**options),
             lambda blob: KeyedState.restore(blob, **options),
-            log,
-            checkpoint_every=settings.checkpoint_every,
-            max_staleness=settings.max_staleness,
+            settings, ttl=self.label_ttl, capacity=self.label_capacity,
         )
-        self.replica.start()
         preloaded = self.replica.read(lambda s: s.preload()) if self.preload else 0
         # Keys restored or replayed at start stay for the life of the process: keep the cyclic
         # collector from scanning them on every full pass (see KeyedState._ensure).

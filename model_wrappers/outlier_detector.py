@@ -49,7 +49,6 @@ from .artifact import Feature
 from .config import StateSettings, fingerprint
 from .errors import InvalidInput, StateUnavailable, seldon_errors
 from .learning.detector import DetectorSettings, DetectorState
-from .log import LogUnavailable, open_log
 from .log.replica import Replica
 from .river_model import METRIC_PREFIX, gauges
 
@@ -152,19 +151,8 @@ class OutlierDetector:
     # -- lifecycle ------------------------------------------------------------------------
     def load(self) -> None:
         settings = StateSettings.resolve(DEFAULT_UNIT, self.version, **self.state_options)
-        try:
-            log = open_log(settings.uri, settings.name)
-        except LogUnavailable as exc:
-            raise RuntimeError(f"{exc}; set the state_uri parameter or SELDON_RIVER_STATE_URI") from None
         self.rng = random.Random(self.settings.seed)
-        self.replica = Replica(
-            lambda: DetectorState(self.settings),
-            DetectorState.restore,
-            log,
-            checkpoint_every=settings.checkpoint_every,
-            max_staleness=settings.max_staleness,
-        )
-        self.replica.start()
+        self.replica = Replica.started(lambda: DetectorState(self.settings), DetectorState.restore, settings)
         logger.info(
             "detector %s at log position %d, %d events replayed",
             self.settings.detector, self.replica.position, self.replica.replayed,

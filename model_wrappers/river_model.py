@@ -50,7 +50,7 @@ from .config import StateSettings
 from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
 from .keyed_artifact import is_keyed
 from .learning.model import ModelState
-from .log import LogUnavailable, open_log
+from .log import LogUnavailable
 from .log.replica import Replica
 
 logger = logging.getLogger(__name__)
@@ -160,23 +160,14 @@ class RiverModel:
         self.metadata = meta
         self.schema = payload.Schema(meta.features)
         settings = StateSettings.resolve(meta.name, meta.sha256, **self.state_options)
-        try:
-            log = open_log(settings.uri, settings.name, ttl=self.label_ttl, capacity=self.label_capacity)
-        except LogUnavailable as exc:
-            raise RuntimeError(f"{exc}; set the state_uri parameter or SELDON_RIVER_STATE_URI") from None
         pipeline = loaded.pipeline
 
         def fresh() -> ModelState:
             return ModelState(copy.deepcopy(pipeline), meta.task, meta.classes)
 
-        self.replica = Replica(
-            fresh,
-            ModelState.restore,
-            log,
-            checkpoint_every=settings.checkpoint_every,
-            max_staleness=settings.max_staleness,
+        self.replica = Replica.started(
+            fresh, ModelState.restore, settings, ttl=self.label_ttl, capacity=self.label_capacity
         )
-        self.replica.start()
         logger.info(
             "loaded %s (%s, sha256 %s) at log position %d, %d events replayed",
             meta.name, meta.task, meta.sha256[:12], self.replica.position, self.replica.replayed,

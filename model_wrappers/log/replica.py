@@ -41,6 +41,7 @@ import time
 from typing import Any, Callable
 
 from ..errors import StateUnavailable
+from . import open_log
 from .base import EventLog, LogUnavailable
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,11 @@ def encode(event: dict) -> bytes:
 
 def decode(payload: bytes) -> dict:
     return json.loads(payload)
+
+
+def state_hint(exc: Exception) -> str:
+    """The message a component stops with when its state backend cannot be opened."""
+    return f"{exc}; set the state_uri parameter or SELDON_RIVER_STATE_URI"
 
 
 class Replica:
@@ -97,6 +103,19 @@ class Replica:
         self._lock = threading.RLock()
 
     # -- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def started(cls, fresh, restore, settings, **log_options) -> "Replica":
+        """Open the log that ``settings`` (a :class:`~model_wrappers.config.StateSettings`)
+        names, then build and start a replica on it: a component's ``load()`` in one call."""
+        try:
+            log = open_log(settings.uri, settings.name, **log_options)
+        except LogUnavailable as exc:
+            raise RuntimeError(state_hint(exc)) from None
+        replica = cls(fresh, restore, log, checkpoint_every=settings.checkpoint_every,
+                      max_staleness=settings.max_staleness)
+        replica.start()
+        return replica
+
     def start(self) -> None:
         """Load the newest checkpoint (or a fresh state) and replay the log after it."""
         with self._lock:

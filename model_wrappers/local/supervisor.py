@@ -13,7 +13,6 @@ does by default.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
 import shutil
@@ -66,13 +65,13 @@ def tail(path: Path, chars: int = TAIL_CHARS) -> str:
         return ""
 
 
-def _die_with_parent() -> None:
+def _dies_with_parent(cmd: list[str]) -> list[str]:
     # Linux: the component gets SIGTERM if `seldon-river run` itself is killed (even by
-    # SIGKILL), so a crashed run does not leave orphans holding ports.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    # SIGKILL), so a crashed run does not leave orphans holding ports. setpriv sets it rather
+    # than a preexec_fn: Python code between fork and exec, in a process whose gRPC threads are
+    # running, can abort the child in gRPC's fork handlers.
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *cmd] if setpriv else cmd
 
 
 def microservice_executable() -> str:
@@ -202,9 +201,9 @@ class Supervisor:
             out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             out.flush()
             child.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                _dies_with_parent(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env=child.environment(self.deployment, self.predictor),
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True,
             )
 
     def _answers(self, child: Child) -> bool:

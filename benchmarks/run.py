@@ -6,7 +6,9 @@ Phishing dataset, one row per request unless said otherwise) is served by:
 - ``stock``: Seldon's stock wrapper around a minimal river class
   (:mod:`benchmarks.baselines.stock_river`), 1 and 2 workers;
 - ``mlserver``: MLServer 1.7.1 with a minimal river runtime, one process, in its own venv;
-- ``seldon-river``: ``model_wrappers.RiverModel`` with a SQLite learning log, 1 and 2 workers.
+- ``seldon-river``: ``model_wrappers.RiverModel`` with a SQLite learning log, 1 and 2 workers;
+- ``floor``: a component that does no work (:mod:`benchmarks.baselines.floor`), 1 worker: what
+  ``seldon-core-microservice`` itself costs, so what no component it serves can beat.
 
 Sections (``--sections``, comma-separated; default ``serve,ceiling,state``):
 
@@ -46,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results.json"
 SECTIONS = ("serve", "ceiling", "state", "keyed")
 DEFAULT_SECTIONS = ("serve", "ceiling", "state")
-SERVER_LABELS = ("stock", "mlserver", "seldon-river")
+SERVER_LABELS = ("stock", "mlserver", "seldon-river", "floor")
 SCENARIOS = {
     # name: (transport, what, rows per request)
     "rest-1": ("rest", "predict", 1),
@@ -322,6 +324,10 @@ def make_servers(args: argparse.Namespace, workdir: Path, work: Workload) -> lis
                       **river_params, **extra}
             made.append(servers.SeldonServer(workdir, f"{label}-w{workers}", label, class_path or args.river_class,
                                               params, workers, {**river_env, **env}))
+    if "floor" in args.servers:
+        workers = min(args.workers)
+        made.append(servers.SeldonServer(workdir, f"floor-w{workers}", "floor", servers.FLOOR_CLASS,
+                                          {"fast_metrics": True}, workers, {}))
     if "mlserver" in args.servers:
         made.append(servers.MLServer(workdir, "mlserver", work.folder, work.mlserver_venv))
     return made
@@ -449,10 +455,19 @@ def add_ratios(results: dict) -> None:
 def targets(cells: list[dict], find, ceiling: dict) -> list[dict]:
     out = []
 
-    def add(name: str, measured, threshold, detail: str, higher_than: bool = False):
+    def add(name: str, measured, threshold, detail: str, higher_than: bool = False, floor=None):
         met = None if measured is None else (measured > threshold if higher_than else measured >= threshold)
-        out.append({"target": name, "measured": None if measured is None else round(measured, 3),
-                    "threshold": threshold, "met": met, "detail": detail})
+        row = {"target": name, "measured": None if measured is None else round(measured, 3),
+               "threshold": threshold, "met": met, "detail": detail}
+        if floor is not None:
+            # The same figure for a component that does nothing: above it no component can go.
+            row["floor"] = round(floor, 3)
+            row["detail"] += f"; a component doing nothing: {floor:.2f}"
+        out.append(row)
+
+    def floor_ratio(scenario: str, base: float | None):
+        floor = find("floor", scenario)
+        return floor["median"]["rows_per_s"] / base if floor and base else None
 
     workers = sorted({c["workers"] for c in cells if c["label"] == "seldon-river"})
     for scenario, what in (("rest-1", "REST predict"), ("feedback", "feedback")):
@@ -464,7 +479,8 @@ def targets(cells: list[dict], find, ceiling: dict) -> list[dict]:
                 add(f"{what} per worker >= {TARGET_VS_STOCK:g}x stock wrapper ({w} worker{'s' if w > 1 else ''})",
                     ratio, TARGET_VS_STOCK,
                     f"seldon-river {river['median']['rps']:.0f} req/s vs stock {stock['median']['rps']:.0f} req/s; "
-                    f"server CPU per request, stock's / seldon-river's: {fmt(cpu, '.2f')}")
+                    f"server CPU per request, stock's / seldon-river's: {fmt(cpu, '.2f')}",
+                    floor=floor_ratio(scenario, stock["median"]["rps"]) if w == min(workers) else None)
     river, mls = find("seldon-river", "rest-1", 1), find("mlserver", "rest-1")
     if river and mls and mls["median"].get("rps"):
         add("REST predict ahead of MLServer (1 worker vs 1 process)", river["median"]["rps"] / mls["median"]["rps"],
@@ -485,7 +501,8 @@ def targets(cells: list[dict], find, ceiling: dict) -> list[dict]:
             f"{batch['median']['rows_per_s']:.0f} rows/s vs in-process {ceiling['batch100_rows_per_s']:.0f} rows/s "
             f"(best of a predict_proba_one loop and predict_proba_many on a ready DataFrame; the loop alone: "
             f"{ceiling['batch100_loop_rows_per_s']:.0f} rows/s, "
-            f"{batch['median']['rows_per_s'] / ceiling['batch100_loop_rows_per_s']:.0%})")
+            f"{batch['median']['rows_per_s'] / ceiling['batch100_loop_rows_per_s']:.0%})",
+            floor=floor_ratio("rest-100", ceiling["batch100_rows_per_s"]))
     return out
 
 

@@ -34,6 +34,7 @@ BIN = Path(sys.executable).parent
 READY_TIMEOUT = 90.0
 
 STOCK_CLASS = "benchmarks.baselines.stock_river.StockRiver"
+FLOOR_CLASS = "benchmarks.baselines.floor.Floor"
 RIVER_CLASS = "model_wrappers.RiverModel"
 
 

@@ -45,7 +45,7 @@ import random
 
 from google.protobuf.message import Message
 
-from . import payload
+from . import payload, seldon_metrics
 from .config import StateSettings, fingerprint, unit_id
 from .errors import InvalidInput, seldon_errors
 from .learning.router import RouterSettings, RouterState, reward_event
@@ -167,6 +167,7 @@ class BanditRouter:
         # One generator per process, made after Seldon's fork.
         self.rng = random.Random(self.seed)
         self.replica = Replica.started(lambda: RouterState(self.settings), RouterState.restore, settings)
+        seldon_metrics.install()
         if os.environ.get("PREDICTIVE_UNIT_ID") is None:
             logger.warning("PREDICTIVE_UNIT_ID is not set: feedback must carry response.meta.routing[%r]", self.unit)
         logger.info(

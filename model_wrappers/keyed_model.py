@@ -38,7 +38,7 @@ import uuid
 
 from google.protobuf import json_format
 
-from . import payload
+from . import payload, seldon_metrics
 from .artifact import ArtifactError, Feature, read_metadata
 from .config import StateSettings, fingerprint
 from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
@@ -48,7 +48,7 @@ from .learning.model import ModelState
 from .log import LogUnavailable
 from .log.keystore import open_keystore
 from .log.replica import Replica, state_hint
-from .river_model import gauges, header_puid, recall_prediction
+from .river_model import GaugeReport, gauges, header_puid, recall_prediction
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class KeyedRiverModel:
         self.label_ttl = float(label_ttl_seconds)
         self.label_capacity = int(label_capacity)
         self.replica: Replica | None = None
+        self._gauges = GaugeReport()
         if self.key_feature and self.key_tag:
             raise ValueError(f"set key_feature or key_tag, not both (got {self.key_feature!r} and {self.key_tag!r})")
         if self.capacity < 0:
@@ -183,6 +184,7 @@ class KeyedRiverModel:
             lambda blob: KeyedState.restore(blob, **options),
             settings, ttl=self.label_ttl, capacity=self.label_capacity,
         )
+        seldon_metrics.install()
         preloaded = self.replica.read(lambda s: s.preload()) if self.preload else 0
         # Keys restored or replayed at start stay for the life of the process: keep the cyclic
         # collector from scanning them on every full pass (see KeyedState._ensure).
@@ -217,7 +219,7 @@ class KeyedRiverModel:
         # Keep the tags earlier graph nodes added (e.g. the outlier detector's), as Seldon's
         # wrapper does for components without raw hooks.
         tags = {**((message.get("meta") or {}).get("tags") or {}), **self._tags(position, described)}
-        meta = {"puid": puid, "tags": tags, "metrics": gauges(figures)}
+        meta = {"puid": puid, "tags": tags, "metrics": self._gauges.changed(figures)}
         return payload.reply(batch.kind, names, values, meta, as_proto)
 
     @seldon_errors
@@ -240,8 +242,7 @@ class KeyedRiverModel:
             return state.figures(), state.key_figures(dict.fromkeys(keys)) if self.key_tags else None
 
         figures, described = self.replica.read(read)
-        reply = {"data": {"ndarray": []}, "meta": {"tags": self._tags(position, described), "metrics": gauges(figures)}}
-        return payload.to_proto(reply)
+        return payload.ack({"tags": self._tags(position, described), "metrics": gauges(figures)})
 
     @seldon_errors
     def health_status_raw(self):

@@ -27,22 +27,43 @@ import dataclasses
 import math
 from typing import Any, Iterable, Sequence
 
+from google.protobuf import json_format
 from google.protobuf.message import Message
+from seldon_core.proto.prediction_pb2 import Metric, SeldonMessage
 from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
 
 from .artifact import Feature
 from .errors import InvalidInput
 
 MAX_REPORTED = 5
+_NUMBER_TYPES = frozenset({int, float})
 
 
 def to_dict(message: Any) -> dict:
     """A Seldon message as a JSON-style dict, whether it came over REST (dict) or gRPC (proto)."""
     if isinstance(message, Message):
-        return seldon_message_to_json(message)
+        return _tensor_to_dict(message) or seldon_message_to_json(message)
     if isinstance(message, dict):
         return message
     raise InvalidInput(f"expected a JSON object (a SeldonMessage), got {type(message).__name__}")
+
+
+def _tensor_to_dict(message: Message) -> dict | None:
+    """A SeldonMessage holding ``data.tensor`` read field by field (None for anything else).
+
+    gRPC clients (``SeldonClient`` among them) send tensors; protobuf's generic JSON conversion
+    of them costs more than the prediction with the pure-Python protobuf seldon-core pins.
+    """
+    if not isinstance(message, SeldonMessage) or message.WhichOneof("data_oneof") != "data":
+        return None
+    data = message.data
+    if data.WhichOneof("data_oneof") != "tensor":
+        return None
+    out = {"data": {"names": list(data.names), "tensor": {"shape": list(data.tensor.shape),
+                                                          "values": list(data.tensor.values)}}}
+    if message.HasField("meta"):
+        out["meta"] = json_format.MessageToDict(message.meta)
+    return out
 
 
 def to_proto(message: dict):
@@ -159,6 +180,9 @@ class Schema:
         names, table, kind = _table(to_dict(message))
         if not table:
             raise InvalidInput("the request has no rows (empty batch)")
+        rows = self._numeric_rows(names, table)
+        if rows is not None:
+            return Batch(rows=rows, kind=kind)
         rows = [self._row(i, names, r) for i, r in enumerate(table)]
         problems = []
         for i, row in enumerate(rows):
@@ -171,6 +195,32 @@ class Schema:
             suffix = f" (and {more} more)" if more > 0 else ""
             raise InvalidInput("; ".join(problems[:MAX_REPORTED]) + suffix)
         return Batch(rows=rows, kind=kind)
+
+    def _numeric_rows(self, names: list[str] | None, table: list) -> list[dict] | None:
+        """Rows of a table of finite numbers in known columns, checked in bulk; None otherwise.
+
+        None sends the batch through the cell-by-cell checks, which also say what is wrong.
+        """
+        if not self.names or not isinstance(table[0], list):
+            return None
+        columns = names or self.names
+        width = len(self.names)
+        if len(columns) != width or (columns != self.names and set(columns) != self.by_name.keys()):
+            return None
+        number = _NUMBER_TYPES
+        for row in table:
+            if type(row) is not list or len(row) != width:
+                return None
+            for value in row:
+                if type(value) not in number:
+                    return None
+            # inf or nan anywhere makes the sum non-finite (an overflowing sum only costs the slow path)
+            if not math.isfinite(sum(row)):
+                return None
+        if columns == self.names:
+            return [dict(zip(columns, row)) for row in table]
+        order = [columns.index(n) for n in self.names]
+        return [{n: row[j] for n, j in zip(self.names, order)} for row in table]
 
     def _row(self, i: int, names: list[str] | None, raw: Sequence | dict) -> dict:
         if isinstance(raw, dict):
@@ -226,7 +276,11 @@ def read_values(message: Any, what: str) -> list:
 
 
 def reply(kind: str, names: list[str], values: list[list], meta: dict, as_proto: bool):
-    """A SeldonMessage holding ``values`` (rows x names) in the same payload kind as the request."""
+    """A SeldonMessage holding ``values`` (rows x names) in the same payload kind as the request.
+
+    ``meta["metrics"]`` may be None (nothing to record): the key is then left out.
+    """
+    meta = {k: v for k, v in meta.items() if v is not None}
     if kind == "jsonData":
         message = {"jsonData": [dict(zip(names, row)) for row in values]}
     elif kind == "tensor":
@@ -235,4 +289,51 @@ def reply(kind: str, names: list[str], values: list[list], meta: dict, as_proto:
     else:
         message = {"data": {"names": names, "ndarray": values}}
     message["meta"] = meta
+    if as_proto and kind == "tensor":
+        fast = _tensor_proto(names, values, meta)
+        if fast is not None:
+            return fast
     return to_proto(message) if as_proto else message
+
+
+def ack(meta: dict):
+    """The feedback reply ``{"data": {"ndarray": []}, "meta": meta}`` as a protobuf."""
+    out = SeldonMessage()
+    out.data.ndarray.SetInParent()
+    _set_meta(out, meta)
+    return out
+
+
+def _set_meta(out, meta: dict) -> None:
+    if meta.get("puid"):
+        out.meta.puid = meta["puid"]
+    for key, value in (meta.get("tags") or {}).items():
+        _set_value(out.meta.tags[key], value)
+    for metric in meta.get("metrics") or ():
+        if metric["value"] != 0:  # see to_proto: a zero value breaks Seldon's wrapper
+            out.meta.metrics.add(key=metric["key"], type=Metric.MetricType.Value(metric.get("type", "COUNTER")),
+                                 value=metric["value"], tags=metric.get("tags", {}))
+
+
+def _set_value(target, value) -> None:
+    """Set a ``google.protobuf.Value`` from a JSON-style value (scalars directly: the common tags)."""
+    if isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, (int, float)) and math.isfinite(value):
+        target.number_value = value
+    elif isinstance(value, str):
+        target.string_value = value
+    else:
+        json_format.ParseDict(value, target)
+
+
+def _tensor_proto(names: list[str], values: list[list], meta: dict):
+    """The tensor reply built field by field (None when meta holds more than puid, tags, metrics)."""
+    if set(meta) - {"puid", "tags", "metrics"}:
+        return None
+    out = SeldonMessage()
+    out.data.names.extend(names)
+    out.data.tensor.shape.extend([len(values), len(names)])
+    out.data.tensor.values.extend([v for row in values for v in row])
+    _set_meta(out, meta)
+    return out

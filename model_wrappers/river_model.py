@@ -44,7 +44,7 @@ import uuid
 
 from google.protobuf import json_format
 
-from . import payload
+from . import payload, seldon_metrics
 from .artifact import load_model, read_metadata
 from .config import StateSettings
 from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
@@ -74,6 +74,33 @@ def header_puid() -> str | None:
 def gauges(figures: dict[str, float]) -> list[dict]:
     """Seldon custom metrics (exported to Prometheus by the wrapper) for a dict of figures."""
     return [{"type": "GAUGE", "key": METRIC_PREFIX + k, "value": v} for k, v in sorted(figures.items())]
+
+
+class GaugeReport:
+    """Figures to attach to predictions as gauges, only when they changed since this process sent them.
+
+    Seldon's metrics keep a gauge's last value per process and method (the ``method`` label), and
+    each gauge sent costs the wrapper a round trip to its metrics store: predictions repeat the
+    figures only when learning moved them. (Feedback replies always carry them: see :func:`gauges`.)
+
+    Examples
+    --------
+    >>> report = GaugeReport()
+    >>> report.changed({"learned": 1.0})
+    [{'type': 'GAUGE', 'key': 'seldon_river_learned', 'value': 1.0}]
+    >>> report.changed({"learned": 1.0}) is None
+    True
+
+    """
+
+    def __init__(self):
+        self._last: dict | None = None
+
+    def changed(self, figures: dict[str, float]) -> list[dict] | None:
+        if figures == self._last:
+            return None
+        self._last = dict(figures)
+        return gauges(figures)
 
 
 def recall_prediction(message: dict, log, ttl: float, capacity: int) -> tuple[str, object]:
@@ -121,7 +148,8 @@ class RiverModel:
     label_ttl_seconds
         How long the features of a prediction are kept for a label-only feedback.
     label_capacity
-        How many predictions are kept for label-only feedback at most.
+        How many predictions are kept for label-only feedback at most; 0 keeps none (every
+        feedback must then carry its request).
 
     """
 
@@ -147,6 +175,7 @@ class RiverModel:
         self.label_ttl = float(label_ttl_seconds)
         self.label_capacity = int(label_capacity)
         self.replica: Replica | None = None
+        self._gauges = GaugeReport()
 
     # -- lifecycle ------------------------------------------------------------------------
     def load(self) -> None:
@@ -168,6 +197,7 @@ class RiverModel:
         self.replica = Replica.started(
             fresh, ModelState.restore, settings, ttl=self.label_ttl, capacity=self.label_capacity
         )
+        seldon_metrics.install()
         logger.info(
             "loaded %s (%s, sha256 %s) at log position %d, %d events replayed",
             meta.name, meta.task, meta.sha256[:12], self.replica.position, self.replica.replayed,
@@ -187,7 +217,7 @@ class RiverModel:
         # Keep the tags earlier graph nodes added (e.g. the outlier detector's), as Seldon's
         # wrapper does for components without raw hooks.
         tags = {**((message.get("meta") or {}).get("tags") or {}), **self._tags(position)}
-        meta = {"puid": puid, "tags": tags, "metrics": gauges(figures)}
+        meta = {"puid": puid, "tags": tags, "metrics": self._gauges.changed(figures)}
         return payload.reply(batch.kind, names, values, meta, as_proto)
 
     @seldon_errors
@@ -206,8 +236,7 @@ class RiverModel:
         values = state.check_truth(payload.read_values(truth, "truth"), len(rows)) if has_truth else None
         position = self.replica.submit({"type": "learn", "rows": rows, "truth": values})
         figures = self.replica.read(lambda s: s.figures())
-        reply = {"data": {"ndarray": []}, "meta": {"tags": self._tags(position), "metrics": gauges(figures)}}
-        return payload.to_proto(reply)
+        return payload.ack({"tags": self._tags(position), "metrics": gauges(figures)})
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}
@@ -240,6 +269,8 @@ class RiverModel:
         return {"seldon_river_model": self.metadata.name, "seldon_river_position": position}
 
     def _remember(self, puid: str, rows: list[dict]) -> None:
+        if self.label_capacity <= 0:
+            return  # label-only feedback is off: feedback must carry its request
         try:
             self.replica.log.remember(puid, json.dumps(rows).encode())
         except LogUnavailable as exc:

@@ -23,7 +23,7 @@ def test_harness_writes_every_figure(tmp_path):
         require(tool, shutil.which(tool) is not None, f"apt-get install {package}")
     out = tmp_path / "results.json"
     args = run.parse_args([
-        "--sections", "serve,ceiling,state", "--servers", "stock,seldon-river", "--workers", "1",
+        "--sections", "serve,ceiling,state", "--servers", "stock,seldon-river,floor", "--workers", "1",
         "--duration", "1", "--rounds", "1", "--warmup", "0", "--lag-samples", "3", "--restore-rows", "100",
         "--restore-tail", "5", "--out", str(out), "--workdir", str(tmp_path / "work"),
     ])
@@ -39,7 +39,7 @@ def test_harness_writes_every_figure(tmp_path):
         assert written["machine"]["versions"].get(key), key
 
     cells = {(c["label"], c["scenario"]): c for c in written["serve"]["cells"]}
-    assert set(cells) == {(label, s) for label in ("stock", "seldon-river") for s in SCENARIOS}
+    assert set(cells) == {(label, s) for label in ("stock", "seldon-river", "floor") for s in SCENARIOS}
     for cell in cells.values():
         median = cell["median"]
         assert median["requests"] > 0 and median["rps"] > 0 and median["rows_per_s"] > 0, cell
@@ -53,6 +53,9 @@ def test_harness_writes_every_figure(tmp_path):
     for key in ("predict_proba_one_us", "predict_rows_per_s", "batch100_rows_per_s", "learn_one_per_s"):
         assert ceiling[key] > 0, key
     assert written["targets"] and all({"target", "measured", "threshold", "met"} <= set(t) for t in written["targets"])
+    # Targets against stock and the ceiling also say what a component doing nothing reaches.
+    floors = {t["target"]: t.get("floor") for t in written["targets"]}
+    assert all(floors[name] > 0 for name in floors if "stock" in name or "in-process" in name), floors
 
     state = written["state"]
     for backend in ("sqlite", "redis"):

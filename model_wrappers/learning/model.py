@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Sequence
 
@@ -23,6 +24,8 @@ import dill
 from ..errors import InvalidInput
 from .progressive import ProgressiveScore
 
+MANY_FROM = 32  # rows from which a batch tries the pipeline's predict_proba_many
+logger = logging.getLogger(__name__)
 OUTPUT_NAMES = {"regressor": ["prediction"], "anomaly": ["score"]}
 
 
@@ -90,6 +93,7 @@ class ModelState:
         if event.get("type") != "learn":
             raise ValueError(f"ModelState cannot apply a {event.get('type')!r} event")
         truth = event.get("truth")
+        self._figures = None
         for i, x in enumerate(event["rows"]):
             y = truth[i] if truth is not None else None
             if self.task == "anomaly":
@@ -110,15 +114,53 @@ class ModelState:
             return OUTPUT_NAMES["regressor"], [[float(self.pipeline.predict_one(x) or 0.0)] for x in rows]
         if self.task == "anomaly":
             return OUTPUT_NAMES["anomaly"], [[float(self.pipeline.score_one(x))] for x in rows]
-        probas = [self.pipeline.predict_proba_one(x) for x in rows]
+        probas = self._predict_probas(rows)
         classes = list(self.classes)
         extra = {c for p in probas for c in p if c not in classes}
         classes += sorted(extra, key=lambda c: (type(c).__name__, str(c)))
         return [str(c) for c in classes], [[float(p.get(c, 0.0)) for c in classes] for p in probas]
 
+    def _predict_probas(self, rows: list[dict]) -> list[dict]:
+        # river's vectorised path pays off from a few dozen rows where the pipeline offers one
+        # (StandardScaler | LogisticRegression: 100 rows in ~0.3 ms instead of ~0.5 ms). It is
+        # used only once it gave the same answers as the per-row path on a real batch.
+        many = getattr(self, "_many", None)  # checkpoints from before this path have none
+        if len(rows) < MANY_FROM or many is False:
+            return [self.pipeline.predict_proba_one(x) for x in rows]
+        try:
+            batch = self._predict_proba_many(rows)
+        except (AttributeError, NotImplementedError):
+            self._many = False  # no batch path in this pipeline
+            batch = None
+        except (TypeError, ValueError, KeyError):
+            batch = None  # e.g. category features: this batch goes row by row
+        if batch is None:
+            return [self.pipeline.predict_proba_one(x) for x in rows]
+        if many is None:
+            one = [self.pipeline.predict_proba_one(x) for x in rows]
+            self._many = _same_probas(batch, one)
+            if not self._many:
+                logger.info("predict_proba_many disagrees with predict_proba_one for this pipeline: per row")
+                return one
+        return batch
+
+    def _predict_proba_many(self, rows: list[dict]) -> list[dict]:
+        import numpy as np
+        import pandas as pd
+
+        columns = list(rows[0])
+        frame = pd.DataFrame(np.array([[x[c] for c in columns] for x in rows], dtype=float), columns=columns)
+        out = self.pipeline.predict_proba_many(frame)
+        classes = list(out.columns)
+        return [dict(zip(classes, p)) for p in out.to_numpy().tolist()]
+
     def figures(self) -> dict[str, float]:
-        """Progressive metrics and counters, by name."""
-        return {**self.score.values(), "learned": float(self.learned)}
+        """Progressive metrics and counters, by name (computed once per change of the state)."""
+        # getattr: checkpoints written before this cache existed have no _figures.
+        cached = getattr(self, "_figures", None)
+        if cached is None:
+            cached = self._figures = {**self.score.values(), "learned": float(self.learned)}
+        return cached
 
     # -- checkpoints ----------------------------------------------------------------------
     def snapshot(self) -> bytes:
@@ -127,3 +169,10 @@ class ModelState:
     @staticmethod
     def restore(blob: bytes) -> "ModelState":
         return dill.loads(blob)
+
+
+def _same_probas(batch: list[dict], one: list[dict], tolerance: float = 1e-9) -> bool:
+    """Whether two lists of class probabilities agree (same classes, values within ``tolerance``)."""
+    return all(
+        a.keys() == b.keys() and all(abs(a[c] - b[c]) <= tolerance for c in a) for a, b in zip(batch, one)
+    )

@@ -6,7 +6,8 @@ starting at 1; ``append`` returns only once the event is durable.
 
 A backend also keeps *prediction records* (features seen at predict time, by request id) so that
 a feedback carrying only a request id and the truth can be joined back to its features by any
-process. Records expire after a time to live and are bounded in number.
+process. Records expire after a time to live and are bounded in number. They are written in the
+background, a few milliseconds after the prediction (see :mod:`.records`).
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ class EventLog(abc.ABC):
 
     @abc.abstractmethod
     def remember(self, key: str, record: bytes) -> None:
-        """Keep a prediction record for the configured time to live."""
+        """Keep a prediction record for the configured time to live (written in the background)."""
 
     @abc.abstractmethod
     def recall(self, key: str) -> bytes | None:
-        """A prediction record that has not expired, or None."""
+        """A prediction record that has not expired, or None (after a short wait for other processes)."""
 
     @abc.abstractmethod
     def close(self) -> None:

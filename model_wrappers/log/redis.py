@@ -11,6 +11,7 @@ from __future__ import annotations
 import redis
 
 from .base import Checkpoint, EventLog, LogUnavailable
+from .records import RecordWriter
 
 APPEND = """
 local position = redis.call('INCR', KEYS[2])
@@ -73,6 +74,7 @@ class RedisLog(EventLog):
         self._append = self._redis.register_script(APPEND)
         self._save = self._redis.register_script(SAVE_CHECKPOINT)
         self._remember = self._redis.register_script(REMEMBER)
+        self._writer = RecordWriter(self._write_records, self._read_record, ttl)
 
     def _fail(self, action: str, exc: Exception) -> LogUnavailable:
         return LogUnavailable(f"cannot {action} the learning log at {self.uri}: {exc}")
@@ -118,19 +120,30 @@ class RedisLog(EventLog):
             raise self._fail("compact", exc) from None
 
     def remember(self, key: str, record: bytes) -> None:
-        try:
-            self._remember(
-                keys=[f"{self._records}:{key}", self._record_order],
-                args=[record, max(1, int(self.ttl)), self.capacity],
-            )
-        except redis.RedisError as exc:
-            raise self._fail("write a prediction record to", exc) from None
+        self._writer.remember(key, record)
 
     def recall(self, key: str) -> bytes | None:
+        return self._writer.recall(key)
+
+    def _write_records(self, batch: list[tuple[str, float, bytes]]) -> None:
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for key, _, record in batch:
+                    self._remember(
+                        keys=[f"{self._records}:{key}", self._record_order],
+                        args=[record, max(1, int(self.ttl)), self.capacity],
+                        client=pipe,
+                    )
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise self._fail("write prediction records to", exc) from None
+
+    def _read_record(self, key: str) -> bytes | None:
         try:
             return self._redis.get(f"{self._records}:{key}")
         except redis.RedisError as exc:
             raise self._fail("read a prediction record from", exc) from None
 
     def close(self) -> None:
+        self._writer.flush()
         self._redis.close()

@@ -1,8 +1,9 @@
 """The embedded learning log: one SQLite file in WAL mode, shared by every process of a pod.
 
 Appends commit with ``synchronous=FULL``, so an acknowledged feedback survives a crash of the
-process or of the machine. Prediction records use a second connection with ``synchronous=NORMAL``:
-losing the newest of them in a power cut only means a late label cannot be joined.
+process or of the machine. Prediction records are written in batches by a background thread
+(:mod:`.records`) on a second connection with ``synchronous=NORMAL``: losing the newest of them
+only means a late label cannot be joined.
 
 Events and records are kept in rowid tables: feedback batches make events of tens of kilobytes,
 and a table clustered on its key would re-read those big pages on every read.
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from .base import Checkpoint, EventLog, LogUnavailable
+from .records import RecordWriter
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS heads (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
@@ -62,6 +64,7 @@ class SQLiteLog(EventLog):
         # a transaction must not interleave with another thread's statements on it.
         self._lock = threading.Lock()
         self._records_lock = threading.Lock()
+        self._writer = RecordWriter(self._write_records, self._read_record, ttl)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Switching to WAL and creating tables do not wait on SQLite's busy timeout, and
@@ -159,18 +162,30 @@ class SQLiteLog(EventLog):
                 raise self._fail("compact", exc) from None
 
     def remember(self, key: str, record: bytes) -> None:
+        self._writer.remember(key, record)
+
+    def recall(self, key: str) -> bytes | None:
+        return self._writer.recall(key)
+
+    def _write_records(self, batch: list[tuple[str, float, bytes]]) -> None:
         with self._records_lock:
-            now = time.time()
             try:
-                self._records.execute(
-                    "INSERT OR REPLACE INTO predictions (name, key, expires, record) VALUES (?, ?, ?, ?)",
-                    (self.name, key, now + self.ttl, record),
-                )
-                self._remembered += 1
-                if self._remembered % PRUNE_EVERY == 0:
-                    self._prune(now)
+                self._records.execute("BEGIN")
+                try:
+                    self._records.executemany(
+                        "INSERT OR REPLACE INTO predictions (name, key, expires, record) VALUES (?, ?, ?, ?)",
+                        [(self.name, key, expires, record) for key, expires, record in batch],
+                    )
+                    before, self._remembered = self._remembered, self._remembered + len(batch)
+                    if before // PRUNE_EVERY != self._remembered // PRUNE_EVERY:
+                        self._prune(time.time())
+                    self._records.execute("COMMIT")
+                except BaseException:
+                    if self._records.in_transaction:
+                        self._records.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
-                raise self._fail("write a prediction record to", exc) from None
+                raise self._fail("write prediction records to", exc) from None
 
     def _prune(self, now: float) -> None:
         self._records.execute("DELETE FROM predictions WHERE name = ? AND expires < ?", (self.name, now))
@@ -180,7 +195,7 @@ class SQLiteLog(EventLog):
             (self.name, self.name, self.capacity),
         )
 
-    def recall(self, key: str) -> bytes | None:
+    def _read_record(self, key: str) -> bytes | None:
         with self._records_lock:
             try:
                 row = self._records.execute(
@@ -192,5 +207,6 @@ class SQLiteLog(EventLog):
             return bytes(row[0]) if row else None
 
     def close(self) -> None:
+        self._writer.flush()
         self._db.close()
         self._records.close()

@@ -1,0 +1,110 @@
+"""Prediction records written in the background, many per write.
+
+A prediction record (the features of a prediction, by request id) is only needed if a label-only
+feedback for it comes later, usually seconds to days later. Writing it on the request path costs a
+transaction (SQLite) or a round trip (Redis) per prediction; instead :class:`RecordWriter` keeps it
+in the process for :data:`RECORD_DELAY` and a background thread writes everything that gathered
+meanwhile in one go. A record can therefore be lost if its process dies within that delay: its
+prediction was answered, only a label-only feedback for it will not find it (404). Learned state
+is never involved.
+
+A label-only feedback may reach another process before the record is written: :meth:`recall`
+looks again for up to :data:`RECALL_WAIT` before answering that nothing is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+RECORD_DELAY = 0.01  # seconds a record waits to share a write with others
+RECALL_WAIT = 0.1  # seconds a recall keeps looking for a record another process may still hold
+
+Write = Callable[[list[tuple[str, float, bytes]]], None]
+Read = Callable[[str], "bytes | None"]
+
+
+class RecordWriter:
+    """Records kept in this process until a background thread writes them in one batch.
+
+    Parameters
+    ----------
+    write
+        Writes ``(key, expires, record)`` triples; raises on failure (logged, records dropped).
+    read
+        Reads one stored record that has not expired, or None.
+    ttl
+        Seconds a record is kept.
+
+    Examples
+    --------
+    >>> stored = {}
+    >>> writer = RecordWriter(lambda batch: stored.update({k: r for k, _, r in batch}), stored.get, ttl=60)
+    >>> writer.remember("puid-1", b"[1, 2]")
+    >>> writer.recall("puid-1")  # still in this process
+    b'[1, 2]'
+    >>> writer.flush(); stored
+    {'puid-1': b'[1, 2]'}
+
+    """
+
+    def __init__(self, write: Write, read: Read, ttl: float):
+        self._write = write
+        self._read = read
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[float, bytes]] = {}
+        self._wake = threading.Event()
+        self._thread_pid: int | None = None
+        self._failing = False
+
+    def remember(self, key: str, record: bytes) -> None:
+        with self._lock:
+            self._pending[key] = (time.time() + self.ttl, record)
+            if self._thread_pid != os.getpid():
+                # One thread per process: a forked child does not inherit its parent's thread.
+                self._thread_pid = os.getpid()
+                threading.Thread(target=self._run, name="prediction-records", daemon=True).start()
+        self._wake.set()
+
+    def recall(self, key: str) -> bytes | None:
+        with self._lock:
+            waiting = self._pending.get(key)
+        if waiting is not None:
+            return waiting[1] if waiting[0] >= time.time() else None
+        deadline = time.monotonic() + RECALL_WAIT
+        while True:
+            found = self._read(key)
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            time.sleep(RECORD_DELAY)
+
+    def flush(self) -> None:
+        """Write the records waiting in this process now."""
+        with self._lock:
+            batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        try:
+            self._write([(key, expires, record) for key, (expires, record) in batch.items()])
+        except Exception as exc:
+            # The predictions were answered; only label-only feedback for them will fail.
+            if not self._failing:
+                logger.warning("prediction records not written (label-only feedback for them will fail): %s", exc)
+            self._failing = True
+        else:
+            if self._failing:
+                logger.info("prediction records are written again")
+            self._failing = False
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            time.sleep(RECORD_DELAY)
+            self.flush()

@@ -1,0 +1,105 @@
+"""The shortcuts taken for speed give the same results as the long way round."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from river import tree
+from seldon_core.metrics import SeldonMetrics
+
+from model_wrappers import seldon_metrics
+from model_wrappers.learning.model import MANY_FROM, ModelState
+from model_wrappers.log.sqlite import SQLiteLog
+from support import PHISHING_FEATURES, model_service, phishing_pipeline, phishing_stream, rows_payload
+
+UPDATES = [
+    ([{"type": "COUNTER", "key": "calls", "value": 1}], "predict"),
+    ([{"type": "GAUGE", "key": "accuracy", "value": 0.5}, {"type": "TIMER", "key": "took", "value": 12.5}], "predict"),
+    ([{"type": "COUNTER", "key": "calls", "value": 2, "tags": {"arm": "a"}}], "feedback"),
+    ([{"type": "GAUGE", "key": "accuracy", "value": 0.75}, {"type": "TIMER", "key": "took", "value": 3.0}], "predict"),
+    ([{"type": "COUNTER", "key": "calls", "value": 1}], "predict"),
+]
+
+
+def test_one_round_trip_metrics_store_what_the_wrapper_stores():
+    assert seldon_metrics.install()
+    theirs, ours = SeldonMetrics(), SeldonMetrics()
+    for metrics, method in UPDATES:
+        seldon_metrics.original_update(theirs, [dict(m) for m in metrics], method)
+        SeldonMetrics.update(ours, [dict(m) for m in metrics], method)
+    assert dict(ours.data) == dict(theirs.data)
+    assert list(ours.data) == [os.getpid()]
+    exposed = sorted(ours.generate_metrics()[0].splitlines())
+    assert exposed == sorted(theirs.generate_metrics()[0].splitlines())
+
+
+def test_nothing_to_record_touches_no_shared_store():
+    assert seldon_metrics.install()
+    metrics = SeldonMetrics()
+
+    class Untouchable(dict):
+        def __getattribute__(self, name):
+            raise AssertionError(f"the shared metrics store was used ({name})")
+
+    metrics.data = Untouchable()
+    SeldonMetrics.update(metrics, [], "predict")  # would raise on any access
+
+
+def test_records_of_another_process_are_found_before_they_are_written(tmp_path):
+    # Two logs on one file stand for two processes: the second recalls a record the first
+    # still holds in memory (written a few milliseconds later by its background thread).
+    writer = SQLiteLog(tmp_path / "state.db", "model")
+    reader = SQLiteLog(tmp_path / "state.db", "model")
+    writer.remember("puid-1", b'[{"x": 1.0}]')
+    assert writer.recall("puid-1") == b'[{"x": 1.0}]'
+    assert reader.recall("puid-1") == b'[{"x": 1.0}]'
+    assert reader.recall("never-made") is None
+    writer.close()
+    assert SQLiteLog(tmp_path / "state.db", "model").recall("puid-1") == b'[{"x": 1.0}]'
+
+
+def test_unwritable_records_do_not_fail_predictions(tmp_path, caplog):
+    log = SQLiteLog(tmp_path / "state.db", "model")
+    log._records.close()  # every later write of records fails
+    log.remember("puid-1", b"[]")  # answered at once; the failure is the flusher's to report
+    log._writer.flush()
+    assert "prediction records not written" in caplog.text
+
+
+def states(pipeline, learn: int):
+    state = ModelState(pipeline, "classifier", [False, True])
+    stream = list(phishing_stream(learn + 200))
+    for x, y in stream[:learn]:
+        state.apply({"type": "learn", "rows": [x], "truth": [y]})
+    return state, [x for x, _ in stream[learn:]]
+
+
+@pytest.mark.parametrize("make", [phishing_pipeline, tree.HoeffdingTreeClassifier], ids=["linear", "tree"])
+def test_batch_predictions_equal_row_by_row(make):
+    state, rows = states(make(), 300)
+    reference = state.pipeline
+    expected = [[reference.predict_proba_one(x).get(c, 0.0) for c in (False, True)] for x in rows[:MANY_FROM + 8]]
+    for _ in range(2):  # the first batch checks the batch path, the second uses it when it agreed
+        names, values = state.predict(rows[:MANY_FROM + 8])
+        got = [[row[names.index("False")], row[names.index("True")]] for row in values]
+        assert sum(got, []) == pytest.approx(sum(expected, []), abs=1e-9)
+    assert state._many is (make is phishing_pipeline)
+
+
+def test_every_worker_reports_the_learned_figures(services, phishing_folder, tmp_path):
+    # Predictions repeat the gauges only when they changed: after a feedback served by one
+    # worker, the next predictions of every worker must publish the new figures.
+    service = model_service(services, phishing_folder, tmp_path, f"sqlite:///{tmp_path}/state.db", workers=2)
+    rows = [x for x, _ in phishing_stream(5)]
+    for _ in range(10):
+        assert service.predict(rows_payload(rows[:1], PHISHING_FEATURES)).status_code == 200
+    body = rows_payload(rows, PHISHING_FEATURES)
+    feedback = {"request": body, "truth": {"data": {"ndarray": [[True]] * len(rows)}}}
+    assert service.feedback(feedback).status_code == 200
+    for _ in range(40):
+        assert service.predict(rows_payload(rows[:1], PHISHING_FEATURES)).status_code == 200
+    learned = [line for line in service.prometheus().splitlines()
+               if line.startswith("seldon_river_learned{") and 'method="predict"' in line]
+    assert len(learned) == 2, learned  # one series per worker
+    assert all(line.endswith(" 5.0") for line in learned), learned

@@ -24,6 +24,7 @@ model_wrappers.errors.InvalidInput: row 0, feature 'y': expected a number, got '
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Any, Iterable, Sequence
 
@@ -84,10 +85,19 @@ class Batch:
 
     rows: list[dict]
     kind: str  # "ndarray", "tensor" or "jsonData"
+    # The same rows as lists in the schema's column order, when every value is a finite number.
+    table: list[list] | None = None
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def _describe(value: Any) -> str:
@@ -99,7 +109,7 @@ def _check_value(value: Any, feature: Feature | None) -> str | None:
     if value is None:
         return "missing value (null)"
     if _is_number(value):
-        if not math.isfinite(value):
+        if not _finite(value):
             return f"expected a finite number, got {_describe(value)}"
         return None
     if feature is not None and feature.type == "number":
@@ -180,9 +190,9 @@ class Schema:
         names, table, kind = _table(to_dict(message))
         if not table:
             raise InvalidInput("the request has no rows (empty batch)")
-        rows = self._numeric_rows(names, table)
-        if rows is not None:
-            return Batch(rows=rows, kind=kind)
+        numeric = self._numeric_table(names, table)
+        if numeric is not None:
+            return Batch(rows=[dict(zip(self.names, row)) for row in numeric], kind=kind, table=numeric)
         rows = [self._row(i, names, r) for i, r in enumerate(table)]
         problems = []
         for i, row in enumerate(rows):
@@ -196,31 +206,32 @@ class Schema:
             raise InvalidInput("; ".join(problems[:MAX_REPORTED]) + suffix)
         return Batch(rows=rows, kind=kind)
 
-    def _numeric_rows(self, names: list[str] | None, table: list) -> list[dict] | None:
-        """Rows of a table of finite numbers in known columns, checked in bulk; None otherwise.
+    def _numeric_table(self, names: list[str] | None, table: list) -> list[list] | None:
+        """The table in schema column order if it holds only finite numbers in known columns, else None.
 
-        None sends the batch through the cell-by-cell checks, which also say what is wrong.
+        Checked in bulk; None sends the batch through the cell-by-cell checks, which also say
+        what is wrong.
         """
-        if not self.names or not isinstance(table[0], list):
+        if not self.names:
             return None
         columns = names or self.names
         width = len(self.names)
         if len(columns) != width or (columns != self.names and set(columns) != self.by_name.keys()):
             return None
-        number = _NUMBER_TYPES
-        for row in table:
-            if type(row) is not list or len(row) != width:
+        if set(map(type, table)) != {list} or set(map(len, table)) != {width}:
+            return None
+        if not set(map(type, itertools.chain.from_iterable(table))) <= _NUMBER_TYPES:
+            return None
+        # inf or nan anywhere makes the sum non-finite (an overflowing sum only costs the slow path)
+        try:
+            if not math.isfinite(sum(map(sum, table))):
                 return None
-            for value in row:
-                if type(value) not in number:
-                    return None
-            # inf or nan anywhere makes the sum non-finite (an overflowing sum only costs the slow path)
-            if not math.isfinite(sum(row)):
-                return None
+        except OverflowError:
+            return None
         if columns == self.names:
-            return [dict(zip(columns, row)) for row in table]
+            return table
         order = [columns.index(n) for n in self.names]
-        return [{n: row[j] for n, j in zip(self.names, order)} for row in table]
+        return [[row[j] for j in order] for row in table]
 
     def _row(self, i: int, names: list[str] | None, raw: Sequence | dict) -> dict:
         if isinstance(raw, dict):

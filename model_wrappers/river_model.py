@@ -211,9 +211,9 @@ class RiverModel:
         batch = self.schema.read(message)
         puid = header_puid() or (message.get("meta") or {}).get("puid") or uuid.uuid4().hex
         names, values, figures, position = self.replica.read(
-            lambda state: (*state.predict(batch.rows), state.figures(), self.replica.position)
+            lambda state: (*state.predict(batch.rows, batch.table), state.figures(), self.replica.position)
         )
-        self._remember(puid, batch.rows)
+        self._remember(puid, batch)
         # Keep the tags earlier graph nodes added (e.g. the outlier detector's), as Seldon's
         # wrapper does for components without raw hooks.
         tags = {**((message.get("meta") or {}).get("tags") or {}), **self._tags(position)}
@@ -268,11 +268,13 @@ class RiverModel:
     def _tags(self, position: int) -> dict:
         return {"seldon_river_model": self.metadata.name, "seldon_river_position": position}
 
-    def _remember(self, puid: str, rows: list[dict]) -> None:
+    def _remember(self, puid: str, batch: payload.Batch) -> None:
         if self.label_capacity <= 0:
             return  # label-only feedback is off: feedback must carry its request
+        # A table of numbers is kept as one list of names and lists of values: far less to encode.
+        record = {"names": self.schema.names, "table": batch.table} if batch.table is not None else batch.rows
         try:
-            self.replica.log.remember(puid, json.dumps(rows).encode())
+            self.replica.log.remember(puid, json.dumps(record).encode())
         except LogUnavailable as exc:
             # Predictions keep flowing; only a later label-only feedback for this puid will fail.
             logger.warning("prediction %s not remembered: %s", puid, exc)
@@ -281,4 +283,7 @@ class RiverModel:
         request = message.get("request") or {}
         if request.get("data") is not None or request.get("jsonData") is not None:
             return self.schema.read(request).rows
-        return recall_prediction(message, self.replica.log, self.label_ttl, self.label_capacity)[1]
+        record = recall_prediction(message, self.replica.log, self.label_ttl, self.label_capacity)[1]
+        if isinstance(record, dict):
+            return [dict(zip(record["names"], row)) for row in record["table"]]
+        return record

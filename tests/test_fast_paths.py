@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -103,3 +104,46 @@ def test_every_worker_reports_the_learned_figures(services, phishing_folder, tmp
                if line.startswith("seldon_river_learned{") and 'method="predict"' in line]
     assert len(learned) == 2, learned  # one series per worker
     assert all(line.endswith(" 5.0") for line in learned), learned
+
+
+def in_process_model(tmp_path, features, pipeline):
+    from model_wrappers import RiverModel
+    from model_wrappers.artifact import export_model
+
+    folder = tmp_path / "model"
+    export_model(pipeline, folder, task="regressor", features=features)
+    model = RiverModel(model_uri=str(folder), state_uri=f"sqlite:///{tmp_path}/state.db")
+    model.load()
+    return model
+
+
+@pytest.mark.parametrize("request_body", [
+    {"data": {"names": ["x", "y"], "ndarray": [[1.0, 2.0], [3.0, 4.0]]}},  # numbers: kept as a table
+    {"jsonData": [{"x": 1.0, "y": 2.0}, {"x": 3.0, "y": 2.5}]},
+    {"data": {"names": ["y", "x"], "ndarray": [[2.0, 1.0], [4.0, 3.0]]}},  # columns in another order
+], ids=["table", "json", "reordered"])
+def test_label_only_feedback_finds_the_rows_of_any_request(tmp_path, request_body):
+    from river import linear_model
+    from seldon_core.utils import json_to_feedback
+
+    model = in_process_model(tmp_path, ["x", "y"], linear_model.LinearRegression())
+    reply = model.predict_raw(request_body)
+    feedback = json_to_feedback({"response": {"meta": {"puid": reply["meta"]["puid"]}},
+                                 "truth": {"data": {"ndarray": [[1.0], [2.0]]}}})
+    model.send_feedback_raw(feedback)
+    events = model.replica.log.read(0)
+    assert len(events) == 1
+    learned = json.loads(events[0][1])
+    rows = {tuple(sorted(r.items())) for r in learned["rows"]}
+    expected = {tuple(sorted(r.items())) for r in model.schema.read(request_body).rows}
+    assert rows == expected and len(learned["rows"]) == 2
+
+
+def test_a_number_beyond_any_float_is_refused_not_crashed(tmp_path):
+    from river import linear_model
+
+    from model_wrappers.errors import InvalidInput
+
+    model = in_process_model(tmp_path, ["x", "y"], linear_model.LinearRegression())
+    with pytest.raises(InvalidInput, match="finite number"):
+        model.schema.read({"data": {"ndarray": [[10 ** 400, 1.0]]}})

@@ -36,8 +36,6 @@ import json
 import logging
 import uuid
 
-from google.protobuf import json_format
-
 from . import payload, seldon_metrics
 from .artifact import ArtifactError, Feature, read_metadata
 from .config import StateSettings, fingerprint
@@ -224,7 +222,7 @@ class KeyedRiverModel:
 
     @seldon_errors
     def send_feedback_raw(self, feedback):
-        message = json_format.MessageToDict(feedback)
+        message = payload.feedback_to_dict(feedback)
         truth = message.get("truth") or {}
         has_truth = truth.get("data") is not None or truth.get("jsonData") is not None
         if not has_truth and self.metadata.task != "anomaly":

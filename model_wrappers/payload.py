@@ -43,28 +43,73 @@ _NUMBER_TYPES = frozenset({int, float})
 def to_dict(message: Any) -> dict:
     """A Seldon message as a JSON-style dict, whether it came over REST (dict) or gRPC (proto)."""
     if isinstance(message, Message):
-        return _tensor_to_dict(message) or seldon_message_to_json(message)
+        return _data_to_dict(message) or seldon_message_to_json(message)
     if isinstance(message, dict):
         return message
     raise InvalidInput(f"expected a JSON object (a SeldonMessage), got {type(message).__name__}")
 
 
-def _tensor_to_dict(message: Message) -> dict | None:
-    """A SeldonMessage holding ``data.tensor`` read field by field (None for anything else).
+def feedback_to_dict(feedback: Message) -> dict:
+    """A Seldon ``Feedback`` message as a JSON-style dict (``request``, ``response``, ``truth``, ``reward``)."""
+    out: dict = {}
+    for field in ("request", "response", "truth"):
+        if feedback.HasField(field):
+            out[field] = to_dict(getattr(feedback, field))
+    if feedback.reward:
+        out["reward"] = feedback.reward
+    return out
 
-    gRPC clients (``SeldonClient`` among them) send tensors; protobuf's generic JSON conversion
-    of them costs more than the prediction with the pure-Python protobuf seldon-core pins.
+
+def _data_to_dict(message: Message) -> dict | None:
+    """A SeldonMessage holding ``data.tensor`` or ``data.ndarray`` read field by field, else None.
+
+    Requests and feedback arrive as protobuf (gRPC, and every feedback over REST too); protobuf's
+    generic JSON conversion costs more than the prediction with the pure-Python protobuf that
+    seldon-core pins.
     """
-    if not isinstance(message, SeldonMessage) or message.WhichOneof("data_oneof") != "data":
+    if not isinstance(message, SeldonMessage):
         return None
-    data = message.data
-    if data.WhichOneof("data_oneof") != "tensor":
+    which = message.WhichOneof("data_oneof")
+    if which is None:
+        out: dict = {}
+    elif which != "data":
         return None
-    out = {"data": {"names": list(data.names), "tensor": {"shape": list(data.tensor.shape),
-                                                          "values": list(data.tensor.values)}}}
+    else:
+        data = message.data
+        kind = data.WhichOneof("data_oneof")
+        if kind == "tensor":
+            body = {"tensor": {"shape": list(data.tensor.shape), "values": list(data.tensor.values)}}
+        elif kind == "ndarray":
+            body = {"ndarray": _list_value(data.ndarray)}
+        else:
+            return None
+        if data.names:
+            body["names"] = list(data.names)
+        out = {"data": body}
     if message.HasField("meta"):
         out["meta"] = json_format.MessageToDict(message.meta)
+    if message.HasField("status"):
+        out["status"] = json_format.MessageToDict(message.status)
     return out
+
+
+def _list_value(values) -> list:
+    return [_value(v) for v in values.values]
+
+
+def _value(value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return value.number_value
+    if kind == "list_value":
+        return _list_value(value.list_value)
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return json_format.MessageToDict(value.struct_value)
+    return None
 
 
 def to_proto(message: dict):

@@ -42,8 +42,6 @@ import json
 import logging
 import uuid
 
-from google.protobuf import json_format
-
 from . import payload, seldon_metrics
 from .artifact import load_model, read_metadata
 from .config import StateSettings
@@ -222,7 +220,7 @@ class RiverModel:
 
     @seldon_errors
     def send_feedback_raw(self, feedback):
-        message = json_format.MessageToDict(feedback)
+        message = payload.feedback_to_dict(feedback)
         state = self.replica.state
         truth = message.get("truth") or {}
         has_truth = truth.get("data") is not None or truth.get("jsonData") is not None

@@ -147,3 +147,38 @@ def test_a_number_beyond_any_float_is_refused_not_crashed(tmp_path):
     model = in_process_model(tmp_path, ["x", "y"], linear_model.LinearRegression())
     with pytest.raises(InvalidInput, match="finite number"):
         model.schema.read({"data": {"ndarray": [[10 ** 400, 1.0]]}})
+
+
+MESSAGES = [
+    {"data": {"names": ["a", "b"], "ndarray": [[1.0, 2.5], [3.0, -4.0]]}},
+    {"data": {"ndarray": [["x", True, None, 1.5], [{"k": [1.0, "v"]}, [], "y", False]]}, "meta": {"puid": "p"}},
+    {"data": {"names": ["a"], "tensor": {"shape": [2, 1], "values": [0.5, 1.5]}},
+     "meta": {"tags": {"t": 1.0, "s": "x"}, "routing": {"router": 1}}},
+    {"jsonData": {"a": 1.0, "b": ["x"]}},
+    {"meta": {"puid": "only-meta"}},
+    {"strData": "text"},
+    {"data": {"ndarray": [1.0, 2.0]}, "status": {"code": 200, "status": "SUCCESS"}},
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES)
+def test_protobuf_messages_read_as_the_wrapper_reads_them(message):
+    from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
+
+    from model_wrappers import payload
+
+    proto = json_to_seldon_message(message)
+    assert payload.to_dict(proto) == seldon_message_to_json(proto)
+
+
+def test_feedback_reads_as_protobuf_json():
+    from google.protobuf import json_format
+    from seldon_core.utils import json_to_feedback
+
+    from model_wrappers import payload
+
+    for request, response in zip(MESSAGES, MESSAGES[1:] + MESSAGES[:1]):
+        body = {"request": request, "response": response, "truth": {"data": {"ndarray": [[1.0]]}}, "reward": 0.5}
+        feedback = json_to_feedback(body)
+        assert payload.feedback_to_dict(feedback) == json_format.MessageToDict(feedback)
+    assert payload.feedback_to_dict(json_to_feedback({})) == {}

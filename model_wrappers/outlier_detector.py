@@ -44,7 +44,7 @@ import random
 from google.protobuf.message import Message
 from seldon_core.proto import prediction_pb2
 
-from . import payload
+from . import payload, seldon_metrics
 from .artifact import Feature
 from .config import StateSettings, fingerprint
 from .errors import InvalidInput, StateUnavailable, seldon_errors
@@ -153,6 +153,7 @@ class OutlierDetector:
         settings = StateSettings.resolve(DEFAULT_UNIT, self.version, **self.state_options)
         self.rng = random.Random(self.settings.seed)
         self.replica = Replica.started(lambda: DetectorState(self.settings), DetectorState.restore, settings)
+        seldon_metrics.install()
         logger.info(
             "detector %s at log position %d, %d events replayed",
             self.settings.detector, self.replica.position, self.replica.replayed,

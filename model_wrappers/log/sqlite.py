@@ -2,8 +2,8 @@
 
 Appends commit with ``synchronous=FULL``, so an acknowledged feedback survives a crash of the
 process or of the machine. Prediction records are written in batches by a background thread
-(:mod:`.records`) on a second connection with ``synchronous=NORMAL``: losing the newest of them
-only means a late label cannot be joined.
+(:mod:`.records`) to a second file beside it (``<name>-records.db``) with ``synchronous=NORMAL``:
+losing the newest of them only means a late label cannot be joined.
 
 Events and records are kept in rowid tables: feedback batches make events of tens of kilobytes,
 and a table clustered on its key would re-read those big pages on every read.
@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (name, position));
 CREATE TABLE IF NOT EXISTS checkpoints (
     name TEXT PRIMARY KEY, position INTEGER NOT NULL, blob BLOB NOT NULL);
+"""
+
+RECORDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     name TEXT NOT NULL, key TEXT NOT NULL, expires REAL NOT NULL, record BLOB NOT NULL,
     UNIQUE (name, key));
@@ -55,6 +58,9 @@ class SQLiteLog(EventLog):
 
     def __init__(self, path: str | os.PathLike, name: str, ttl: float = 86400.0, capacity: int = 100_000):
         self.path = Path(path)
+        # Prediction records get a file of their own: their stream of writes must not grow the
+        # write-ahead log that every durable append syncs and checkpoints.
+        self.records_path = self.path.with_name(f"{self.path.stem}-records{self.path.suffix}")
         self.uri = f"sqlite:///{self.path}"
         self.name = name
         self.ttl = ttl
@@ -71,20 +77,22 @@ class SQLiteLog(EventLog):
             # every process of a pod opens the file at once: take turns through a lock file.
             with open(f"{self.path}.lock", "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                self._db = self._connect("FULL")
+                self._db = self._connect(self.path, "FULL")
                 self._db.executescript(SCHEMA)
-                self._records = self._connect("NORMAL")
+                self._records = self._connect(self.records_path, "NORMAL")
+                self._records.executescript(RECORDS_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise LogUnavailable(f"cannot open the learning log {self.path}: {exc}") from None
 
-    def _connect(self, synchronous: str) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    @staticmethod
+    def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
         return db
 
-    def _fail(self, action: str, exc: Exception) -> LogUnavailable:
-        return LogUnavailable(f"cannot {action} the learning log {self.path}: {exc}")
+    def _fail(self, action: str, exc: Exception, path: Path | None = None) -> LogUnavailable:
+        return LogUnavailable(f"cannot {action} the learning log {path or self.path}: {exc}")
 
     def append(self, payload: bytes) -> int:
         with self._lock:
@@ -185,7 +193,7 @@ class SQLiteLog(EventLog):
                         self._records.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise self._fail("write prediction records to", exc) from None
+                raise self._fail("write prediction records to", exc, self.records_path) from None
 
     def _prune(self, now: float) -> None:
         self._records.execute("DELETE FROM predictions WHERE name = ? AND expires < ?", (self.name, now))
@@ -203,7 +211,7 @@ class SQLiteLog(EventLog):
                     (self.name, key, time.time()),
                 ).fetchone()
             except sqlite3.Error as exc:
-                raise self._fail("read a prediction record from", exc) from None
+                raise self._fail("read a prediction record from", exc, self.records_path) from None
             return bytes(row[0]) if row else None
 
     def close(self) -> None:

@@ -7,8 +7,8 @@ Phishing dataset, one row per request unless said otherwise) is served by:
   (:mod:`benchmarks.baselines.stock_river`), 1 and 2 workers;
 - ``mlserver``: MLServer 1.7.1 with a minimal river runtime, one process, in its own venv;
 - ``seldon-river``: ``model_wrappers.RiverModel`` with a SQLite learning log, 1 and 2 workers;
-- ``floor``: a component that does no work (:mod:`benchmarks.baselines.floor`), 1 worker: what
-  ``seldon-core-microservice`` itself costs, so what no component it serves can beat.
+- ``floor``: a component that does no work (:mod:`benchmarks.baselines.floor`), 1 and 2 workers:
+  what ``seldon-core-microservice`` itself costs, so what no component it serves can beat.
 
 Sections (``--sections``, comma-separated; default ``serve,ceiling,state``):
 
@@ -319,15 +319,14 @@ def make_servers(args: argparse.Namespace, workdir: Path, work: Workload) -> lis
                       **river_params}
             made.append(servers.SeldonServer(workdir, f"seldon-river-w{workers}", "seldon-river", args.river_class,
                                               params, workers, river_env))
+        if "floor" in args.servers:
+            made.append(servers.SeldonServer(workdir, f"floor-w{workers}", "floor", servers.FLOOR_CLASS,
+                                              {"fast_metrics": True}, workers, {}))
         for label, class_path, env, extra in args.variants:
             params = {"model_uri": str(work.folder), "state_uri": f"sqlite:///{workdir / f'{label}-w{workers}.db'}",
                       **river_params, **extra}
             made.append(servers.SeldonServer(workdir, f"{label}-w{workers}", label, class_path or args.river_class,
                                               params, workers, {**river_env, **env}))
-    if "floor" in args.servers:
-        workers = min(args.workers)
-        made.append(servers.SeldonServer(workdir, f"floor-w{workers}", "floor", servers.FLOOR_CLASS,
-                                          {"fast_metrics": True}, workers, {}))
     if "mlserver" in args.servers:
         made.append(servers.MLServer(workdir, "mlserver", work.folder, work.mlserver_venv))
     return made
@@ -465,8 +464,8 @@ def targets(cells: list[dict], find, ceiling: dict) -> list[dict]:
             row["detail"] += f"; a component doing nothing: {floor:.2f}"
         out.append(row)
 
-    def floor_ratio(scenario: str, base: float | None):
-        floor = find("floor", scenario)
+    def floor_ratio(scenario: str, base: float | None, workers: int | None = None):
+        floor = find("floor", scenario, workers or min(c["workers"] for c in cells))
         return floor["median"]["rows_per_s"] / base if floor and base else None
 
     workers = sorted({c["workers"] for c in cells if c["label"] == "seldon-river"})
@@ -480,7 +479,7 @@ def targets(cells: list[dict], find, ceiling: dict) -> list[dict]:
                     ratio, TARGET_VS_STOCK,
                     f"seldon-river {river['median']['rps']:.0f} req/s vs stock {stock['median']['rps']:.0f} req/s; "
                     f"server CPU per request, stock's / seldon-river's: {fmt(cpu, '.2f')}",
-                    floor=floor_ratio(scenario, stock["median"]["rps"]) if w == min(workers) else None)
+                    floor=floor_ratio(scenario, stock["median"]["rps"], w))
     river, mls = find("seldon-river", "rest-1", 1), find("mlserver", "rest-1")
     if river and mls and mls["median"].get("rps"):
         add("REST predict ahead of MLServer (1 worker vs 1 process)", river["median"]["rps"] / mls["median"]["rps"],
@@ -491,9 +490,11 @@ def targets(cells: list[dict], find, ceiling: dict) -> list[dict]:
         s1, s2 = find("stock", "rest-1", 1), find("stock", "rest-1", 2)
         stock_scaling = (f"; stock scales {s2['median']['rps'] / s1['median']['rps']:.2f}x"
                          if s1 and s2 and s1["median"].get("rps") else "")
+        f1 = find("floor", "rest-1", 1)
         add(f"REST predict scales ~linearly 1 -> 2 workers (>= {TARGET_SCALING:g}x)",
             r2["median"]["rps"] / r1["median"]["rps"], TARGET_SCALING,
-            f"{r1['median']['rps']:.0f} -> {r2['median']['rps']:.0f} req/s{stock_scaling}")
+            f"{r1['median']['rps']:.0f} -> {r2['median']['rps']:.0f} req/s{stock_scaling}",
+            floor=floor_ratio("rest-1", f1["median"]["rps"], 2) if f1 else None)
     batch = find("seldon-river", "rest-100", 1)
     if batch and ceiling.get("batch100_rows_per_s"):
         add(f"100-row REST predict >= {TARGET_BATCH_CEILING:.0%} of in-process rows/s (1 worker)",

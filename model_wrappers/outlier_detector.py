@@ -15,7 +15,7 @@ Run it with Seldon's wrapper::
   is decided when the event is applied, in log order (see :mod:`model_wrappers.learning.detector`),
   so every process and replica holds the same detector. If the log cannot be written the request
   still goes on; only the learning from it is lost (logged as a warning, counted in
-  ``seldon_river_learn_failures``).
+  ``seldon_river_learn_failures``, a counter: ``seldon_river_learn_failures_total`` in Prometheus).
 - ``send_feedback`` is acknowledged and ignored: the detector learns from traffic, not labels.
 
 Examples

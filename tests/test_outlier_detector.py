@@ -9,11 +9,15 @@ warm-up of 300 rows.
 - Quantile 0.99, one outlier in every fourth request of 50 rows (0.5% outliers), 20 requests:
   recall >= 0.8 and at most 3% of the normal rows flagged. A quantile threshold flags about
   1 - q of the traffic by design. (In process over 150 seeds: recall 1, at most 1.4% flagged.)
+
+Tests that need no server call the detector's Seldon hooks in this process (``detectors``).
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import subprocess
 
 import grpc
 import numpy as np
@@ -23,6 +27,8 @@ from seldon_core.seldon_client import SeldonClient
 from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
 
 from model_wrappers.learning.detector import DetectorSettings, DetectorState
+from model_wrappers.outlier_detector import OutlierDetector
+from support import RedisServer
 
 NAMES = ["a", "b", "c"]
 UNIT = "outliers"
@@ -43,6 +49,10 @@ def outlier(rng: random.Random) -> list[float]:
 
 def body(rows: list[list[float]], names=NAMES) -> dict:
     return {"data": {"names": list(names), "ndarray": rows}}
+
+
+def named(rows: list[list[float]]) -> list[dict]:
+    return [dict(zip(NAMES, r)) for r in rows]
 
 
 def start_detector(services, workdir, state_uri=None, name="detector", **params):
@@ -70,7 +80,7 @@ def warm_up(service, rng, requests=6, size=50) -> list[dict]:
     for _ in range(requests):
         rows = [normal(rng) for _ in range(size)]
         assert not any(transform(service, body(rows))["meta"]["tags"]["is_outlier"])
-        events.append({"type": "learn", "rows": [dict(zip(NAMES, r)) for r in rows]})
+        events.append({"type": "learn", "rows": named(rows)})
     return events
 
 
@@ -92,9 +102,8 @@ def test_planted_outliers_are_flagged_with_a_fixed_threshold(services, tmp_path)
     for _ in range(20):
         rows, k = planted(rng, 20)
         tags = transform(service, body(rows))["meta"]["tags"]
-        named = [dict(zip(NAMES, r)) for r in rows]
-        assert (tags["outlier_score"], tags["is_outlier"]) == twin.score(named)
-        twin.apply({"type": "learn", "rows": named})
+        assert (tags["outlier_score"], tags["is_outlier"]) == twin.score(named(rows))
+        twin.apply({"type": "learn", "rows": named(rows)})
         for i, flag in enumerate(tags["is_outlier"]):
             tp += flag and i == k
             fp += flag and i != k
@@ -266,8 +275,6 @@ def test_scoring_leaves_the_learned_state_unchanged(detector):
 
 
 def test_bad_parameters_stop_the_start():
-    from model_wrappers.outlier_detector import OutlierDetector
-
     with pytest.raises(ValueError, match="set quantile or threshold, not both"):
         OutlierDetector(quantile=0.9, threshold=0.5)
     with pytest.raises(ValueError, match=r"warm_up \(300\) must be at least twice window_size \(200\)"):
@@ -276,3 +283,151 @@ def test_bad_parameters_stop_the_start():
     assert OutlierDetector(warm_up=200).settings.window_size == 100
     with pytest.raises(ValueError, match="detector must be one of"):
         OutlierDetector(detector="isolation_forest")
+    for fraction in (1.5, -0.1, True, "0.5"):
+        with pytest.raises(ValueError, match=r"learn_fraction must be in \[0, 1\], got"):
+            OutlierDetector(learn_fraction=fraction)
+
+
+# -- in process ---------------------------------------------------------------------------
+
+
+LEARN_FAILURE = {"type": "COUNTER", "key": "seldon_river_learn_failures", "value": 1}
+
+
+@pytest.fixture
+def detectors(tmp_path):
+    """Make loaded OutlierDetectors in this process, logging to ``tmp_path/<folder>/state.db``."""
+    made: list[OutlierDetector] = []
+
+    def make(folder: str = "state", **params) -> OutlierDetector:
+        detector = OutlierDetector(state_uri=f"sqlite:///{tmp_path}/{folder}/state.db", seed=3, **{**TREES, **params})
+        detector.load()
+        made.append(detector)
+        return detector
+
+    yield make
+    for detector in made:
+        detector.replica.log.close()
+
+
+# -- learning log unavailable -------------------------------------------------------------
+
+
+def test_unwritable_log_passes_requests_on_unlearned_and_learning_resumes(detectors, tmp_path, caplog):
+    detector = detectors(threshold=0.985)
+    rng = random.Random(6)
+    twin = DetectorState(DetectorSettings(threshold=0.985, seed=3, **TREES))
+    for _ in range(6):
+        rows = [normal(rng) for _ in range(50)]
+        detector.transform_input_raw(body(rows))
+        twin.apply({"type": "learn", "rows": named(rows)})
+    before = detector.status()
+    assert before["metrics"] == twin.figures() and before["replica"]["position"] == 6
+
+    rows, k = planted(rng, 20)
+    files = [str(tmp_path / "state" / "state.db"), str(tmp_path / "state" / "state.db-wal")]
+    subprocess.run(["chattr", "+i", *files], check=True)  # immutable even for root
+    try:
+        with caplog.at_level(logging.WARNING, logger="model_wrappers.outlier_detector"):
+            reply = detector.transform_input_raw(body(rows))  # returning at all is Seldon's HTTP 200
+        during = detector.status()
+    finally:
+        subprocess.run(["chattr", "-i", *files], check=True)
+    assert reply["data"] == body(rows)["data"]
+    tags = reply["meta"]["tags"]
+    assert (tags["outlier_score"], tags["is_outlier"]) == twin.score(named(rows))
+    assert tags["is_outlier"][k] is True
+    assert LEARN_FAILURE in reply["meta"]["metrics"]
+    assert "request passed on without learning from it" in caplog.text
+    assert f"cannot append to the learning log {tmp_path}/state/state.db" in caplog.text
+    # The lost request left no trace: same learned state, same log position.
+    assert during["metrics"] == before["metrics"] and during["replica"]["position"] == 6
+
+    rows = [normal(rng) for _ in range(10)]
+    reply = detector.transform_input_raw(body(rows))
+    twin.apply({"type": "learn", "rows": named(rows)})
+    assert LEARN_FAILURE not in reply["meta"]["metrics"]
+    assert detector.status()["replica"]["position"] == 7
+    assert detector.status()["metrics"] == twin.figures()
+    # A process started now replays the log into the very same detector.
+    assert detectors(threshold=0.985).status()["metrics"] == twin.figures()
+
+
+def test_redis_down_passes_requests_on_unlearned_and_learning_resumes(services, tmp_path, redis_server):
+    service = start_detector(services, tmp_path, redis_server.url, threshold=0.985)
+    rng = random.Random(8)
+    warm_up(service, rng)
+    stub = prediction_pb2_grpc.TransformerStub(grpc.insecure_channel(f"127.0.0.1:{service.grpc}"))
+
+    def transform_grpc(rows) -> dict:
+        return seldon_message_to_json(stub.TransformInput(json_to_seldon_message(body(rows)), timeout=30))
+
+    # The gRPC process catches up now: once the log is down it scores with what it holds.
+    transform_grpc([normal(rng) for _ in range(10)])
+    before = learned(service)
+    redis_server.stop()
+    restarted = None
+    try:
+        rows, k = planted(rng, 20)
+        assert transform(service, body(rows))["meta"]["tags"]["is_outlier"][k] is True  # HTTP 200
+        reply = transform_grpc(rows)
+        assert reply["data"] == body(rows)["data"] and reply["meta"]["tags"]["is_outlier"][k] is True
+        status = service.status()
+        assert (status["metrics"], status["replica"]["position"]) == before
+        assert f"127.0.0.1:{redis_server.port}" in status["replica"]["log_error"]
+        failures = [line for line in service.prometheus().splitlines()
+                    if line.startswith("seldon_river_learn_failures_total{")]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in failures) == 2, failures  # REST and gRPC
+
+        restarted = RedisServer(redis_server.workdir, port=redis_server.port).start()
+        transform(service, body([normal(rng) for _ in range(10)]))
+        status = service.status()
+        assert status["replica"]["position"] == before[1] + 1
+        assert status["metrics"]["rows_seen"] == before[0]["rows_seen"] + 10
+        assert status["replica"]["log_error"] is None
+    finally:
+        if restarted is not None:
+            restarted.stop()
+
+
+# -- learn_fraction -------------------------------------------------------------------------
+
+
+def test_learn_fraction_learns_that_share_of_requests_alike_in_every_process(detectors):
+    rng = random.Random(12)
+    requests = [body([normal(rng) for _ in range(2)]) for _ in range(200)]
+    # A warm-up longer than the traffic: every row sent to the log is learned, none judged.
+    params = dict(learn_fraction=0.3, warm_up=1000, n_trees=10)
+    first, second = detectors("first", **params), detectors("second", **params)
+    for request in requests:
+        for detector in (first, second):
+            tags = detector.transform_input_raw(request)["meta"]["tags"]
+            assert len(tags["outlier_score"]) == 2
+    a, b = first.status(), second.status()
+    logged = a["replica"]["position"]
+    assert 0.22 <= logged / len(requests) <= 0.38, logged
+    assert a["metrics"]["rows_learned"] == a["metrics"]["rows_seen"] == 2 * logged
+    # The draws are seeded: the same traffic makes the same choices in another process.
+    assert (b["metrics"], b["replica"]["position"]) == (a["metrics"], logged)
+
+
+def test_learn_fraction_zero_scores_with_what_others_learned_and_learns_nothing(detectors):
+    learner = detectors(threshold=0.985)
+    watcher = detectors(threshold=0.985, learn_fraction=0)  # same settings, so the same log
+    rng = random.Random(5)
+    tags = watcher.transform_input_raw(body([normal(rng) for _ in range(10)]))["meta"]["tags"]
+    assert tags == {"outlier_score": [0.0] * 10, "is_outlier": [False] * 10}  # nothing learned yet
+    assert watcher.status()["replica"]["position"] == 0
+    for _ in range(6):
+        learner.transform_input_raw(body([normal(rng) for _ in range(50)]))
+    before = learner.status()
+    for _ in range(5):
+        rows, k = planted(rng, 20)
+        reply = watcher.transform_input_raw(body(rows))
+        tags = reply["meta"]["tags"]
+        assert (tags["outlier_score"], tags["is_outlier"]) == learner.replica.read(lambda s: s.score(named(rows)))
+        assert tags["is_outlier"][k] is True
+        assert LEARN_FAILURE not in reply["meta"]["metrics"]
+    for detector in (learner, watcher):
+        status = detector.status()
+        assert (status["metrics"], status["replica"]["position"]) == (before["metrics"], 6)

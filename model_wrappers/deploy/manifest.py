@@ -15,40 +15,19 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import yaml
+from ..manifest_files import SELDON_GROUP, ManifestError, is_seldon_deployment, parse_documents, read_documents
 
-SELDON_GROUP = "machinelearning.seldon.io"
+# SELDON_GROUP and ManifestError are imported from here by the deploy command and its client.
+__all__ = [
+    "SELDON_GROUP", "ManifestError", "check_objects", "default_chart", "find_helm", "is_seldon_deployment",
+    "load_objects", "render_values",
+]
 
 # The types seldon_core.microservice.parse_parameters knows; any other type makes the
 # component exit at start-up, long after the API server accepted the object.
 PARAMETER_TYPES = ("INT", "FLOAT", "DOUBLE", "STRING", "BOOL")
 _TRUE = {"y", "yes", "t", "true", "on", "1"}
 _FALSE = {"n", "no", "f", "false", "off", "0"}
-
-
-class ManifestError(Exception):
-    """A manifest cannot be read or contains an object that would not work."""
-
-
-def is_seldon_deployment(obj: dict) -> bool:
-    """Whether ``obj`` is a SeldonDeployment of any served version."""
-    return obj.get("kind") == "SeldonDeployment" and str(obj.get("apiVersion", "")).startswith(
-        SELDON_GROUP + "/"
-    )
-
-
-def _documents(path: Path) -> list:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ManifestError(f"{path} is not valid YAML{where}: {problem}") from None
 
 
 def _is_object(doc) -> bool:
@@ -118,7 +97,7 @@ def load_objects(
         The file cannot be read or parsed, mixes objects and other documents, or holds nothing.
     """
     path = Path(path)
-    docs = _documents(path)
+    docs = read_documents(path)
     if not docs:
         raise ManifestError(f"{path} holds no YAML document")
     if not any(_is_object(d) for d in docs):
@@ -133,7 +112,7 @@ def load_objects(
                 f"{path} is a values file (no apiVersion/kind), so it needs the chart: pass --chart"
             )
         rendered = render_values(path, chart_dir, release, namespace, find_helm(helm))
-        docs = [d for d in yaml.safe_load_all(rendered) if d is not None]
+        docs = parse_documents(rendered, f"the output of helm template {chart_dir} -f {path}")
         if not docs:
             raise ManifestError(f"helm template {chart_dir} -f {path} rendered no object")
     objects: list[dict] = []

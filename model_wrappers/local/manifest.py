@@ -38,17 +38,12 @@ import dataclasses
 from pathlib import Path
 from typing import Iterator
 
-import yaml
+from ..manifest_files import SELDON_GROUP, ManifestError, is_seldon_deployment, read_documents
 
-SELDON_GROUP = "machinelearning.seldon.io"
 NODE_TYPES = ("MODEL", "ROUTER", "TRANSFORMER", "OUTPUT_TRANSFORMER", "COMBINER", "UNKNOWN_TYPE")
 METHODS = ("TRANSFORM_INPUT", "TRANSFORM_OUTPUT", "ROUTE", "AGGREGATE", "SEND_FEEDBACK")
 ROUTING_INJECTION_ENV = "SELDON_ENABLE_ROUTING_INJECTION"
 REST_TIMEOUT_ANNOTATION = "seldon.io/rest-timeout"
-
-
-class ManifestError(Exception):
-    """The manifest cannot be run locally; the message says what was expected and what came."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,28 +127,6 @@ class Deployment:
             ) from None
 
 
-def is_seldon_deployment(doc) -> bool:
-    """Whether a YAML document is a SeldonDeployment of any served version."""
-    return (
-        isinstance(doc, dict)
-        and doc.get("kind") == "SeldonDeployment"
-        and str(doc.get("apiVersion", "")).startswith(SELDON_GROUP + "/")
-    )
-
-
-def _load(path: Path) -> list:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ManifestError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-
-
 def _node(raw, where: str) -> Node:
     if not isinstance(raw, dict):
         raise ManifestError(f"{where}: expected a graph node (a mapping), got {type(raw).__name__}")
@@ -229,7 +202,7 @@ def read_deployment(path: str | Path, predictor: str | None = None, name: str | 
 
     """
     path = Path(path)
-    docs = _load(path)
+    docs = read_documents(path)
     found = [d for d in docs if is_seldon_deployment(d)]
     if not found:
         kinds = sorted({f"{d.get('kind')}" for d in docs if isinstance(d, dict) and "kind" in d})

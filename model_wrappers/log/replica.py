@@ -192,7 +192,7 @@ class Replica:
         try:
             position = self.log.append(payload)
         except LogUnavailable as exc:
-            raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
+            raise StateUnavailable(f"not logged, so nothing was learned: {exc}") from None
         with self._lock:
             self.sync()
             if position % self.checkpoint_every == 0 and self.position >= position:

@@ -387,11 +387,8 @@ class KeyedRiverModel:
         return tags
 
     def _remember(self, puid: str, keys: list[str], rows: list[dict]) -> None:
-        try:
-            self.replica.log.remember(puid, json.dumps({"keys": keys, "rows": rows}).encode())
-        except LogUnavailable as exc:
-            # Predictions keep flowing; only a later label-only feedback for this puid will fail.
-            logger.warning("prediction %s not remembered: %s", puid, exc)
+        # Written in the background; a failure is logged there and only affects label-only feedback.
+        self.replica.log.remember(puid, json.dumps({"keys": keys, "rows": rows}).encode())
 
     def _feedback_rows(self, message: dict) -> tuple[list[str], list[dict]]:
         request = message.get("request") or {}

@@ -271,11 +271,8 @@ class RiverModel:
             return  # label-only feedback is off: feedback must carry its request
         # A table of numbers is kept as one list of names and lists of values: far less to encode.
         record = {"names": self.schema.names, "table": batch.table} if batch.table is not None else batch.rows
-        try:
-            self.replica.log.remember(puid, json.dumps(record).encode())
-        except LogUnavailable as exc:
-            # Predictions keep flowing; only a later label-only feedback for this puid will fail.
-            logger.warning("prediction %s not remembered: %s", puid, exc)
+        # Written in the background; a failure is logged there and only affects label-only feedback.
+        self.replica.log.remember(puid, json.dumps(record).encode())
 
     def _feedback_rows(self, message: dict) -> list[dict]:
         request = message.get("request") or {}

@@ -115,13 +115,33 @@ def _value(value) -> Any:
 def to_proto(message: dict):
     """A JSON-style SeldonMessage as the protobuf the gRPC server must return.
 
+    A tensor, and meta's puid, tags and metrics, are set field by field: protobuf's generic
+    conversion costs more than a prediction with the pure-Python protobuf seldon-core pins.
     Metrics whose value is 0 are left out: protobuf does not encode a zero value, and Seldon's
     wrapper then fails reading the metric back (``KeyError: 'value'``) and the call with it.
     """
-    meta = message.get("meta")
-    if meta and meta.get("metrics"):
-        message = {**message, "meta": {**meta, "metrics": [m for m in meta["metrics"] if m["value"] != 0]}}
-    return json_to_seldon_message(message)
+    meta = message.get("meta") or {}
+    body = {k: v for k, v in message.items() if k != "meta"}
+    out = _tensor_message(body) or json_to_seldon_message(body)
+    if "meta" in message:
+        out.meta.SetInParent()  # an empty meta is still sent, as protobuf parsing would
+    other = {k: v for k, v in meta.items() if k not in ("puid", "tags", "metrics")}
+    if other:
+        json_format.ParseDict(other, out.meta)
+    _set_meta(out, meta)
+    return out
+
+
+def _tensor_message(body: dict) -> SeldonMessage | None:
+    """``{"data": {"names": ..., "tensor": ...}}`` as protobuf, field by field (None for anything else)."""
+    data = body.get("data")
+    if set(body) != {"data"} or not isinstance(data, dict) or "tensor" not in data or set(data) - {"names", "tensor"}:
+        return None
+    out = SeldonMessage()
+    out.data.names.extend(data.get("names") or [])
+    out.data.tensor.shape.extend(data["tensor"]["shape"])
+    out.data.tensor.values.extend(data["tensor"]["values"])
+    return out
 
 
 @dataclasses.dataclass
@@ -345,10 +365,6 @@ def reply(kind: str, names: list[str], values: list[list], meta: dict, as_proto:
     else:
         message = {"data": {"names": names, "ndarray": values}}
     message["meta"] = meta
-    if as_proto and kind == "tensor":
-        fast = _tensor_proto(names, values, meta)
-        if fast is not None:
-            return fast
     return to_proto(message) if as_proto else message
 
 
@@ -381,15 +397,3 @@ def _set_value(target, value) -> None:
         target.string_value = value
     else:
         json_format.ParseDict(value, target)
-
-
-def _tensor_proto(names: list[str], values: list[list], meta: dict):
-    """The tensor reply built field by field (None when meta holds more than puid, tags, metrics)."""
-    if set(meta) - {"puid", "tags", "metrics"}:
-        return None
-    out = SeldonMessage()
-    out.data.names.extend(names)
-    out.data.tensor.shape.extend([len(values), len(names)])
-    out.data.tensor.values.extend([v for row in values for v in row])
-    _set_meta(out, meta)
-    return out

@@ -81,11 +81,14 @@ def test_batch_predictions_equal_row_by_row(make):
     state, rows = states(make(), 300)
     reference = state.pipeline
     expected = [[reference.predict_proba_one(x).get(c, 0.0) for c in (False, True)] for x in rows[:MANY_FROM + 8]]
+    answers = []
     for _ in range(2):  # the first batch checks the batch path, the second uses it when it agreed
         names, values = state.predict(rows[:MANY_FROM + 8])
         got = [[row[names.index("False")], row[names.index("True")]] for row in values]
         assert sum(got, []) == pytest.approx(sum(expected, []), abs=1e-9)
+        answers.append(values)
     assert state._many is (make is phishing_pipeline)
+    assert answers[0] == answers[1]  # the checking batch is answered the way later ones are
 
 
 def test_every_worker_reports_the_learned_figures(services, phishing_folder, tmp_path):
@@ -182,3 +185,29 @@ def test_feedback_reads_as_protobuf_json():
         feedback = json_to_feedback(body)
         assert payload.feedback_to_dict(feedback) == json_format.MessageToDict(feedback)
     assert payload.feedback_to_dict(json_to_feedback({})) == {}
+
+
+REPLIES = [
+    {"data": {"names": ["a", "b"], "tensor": {"shape": [1, 2], "values": [0.25, 0.75]}},
+     "meta": {"puid": "p", "tags": {"pos": 3, "model": "m", "flag": True, "nested": {"k": [1, "x"]}},
+              "metrics": [{"type": "GAUGE", "key": "g", "value": 0.5}, {"type": "GAUGE", "key": "zero", "value": 0}]}},
+    {"data": {"names": ["a"], "ndarray": [[1.0], [2.0]]}, "meta": {"tags": {"t": "x"}}},
+    {"jsonData": [{"a": 1.0}], "meta": {"metrics": [{"key": "c", "value": 2}]}},
+    {"data": {"ndarray": []}, "meta": {"routing": {"router": 1}, "puid": "q"}},
+    {"meta": {"tags": {"t": 1}}},
+    {"data": {"tensor": {"shape": [2], "values": [1.0, 2.0]}}},
+    {"data": {"ndarray": []}, "meta": {}},
+]
+
+
+@pytest.mark.parametrize("message", REPLIES)
+def test_replies_built_field_by_field_equal_protobuf_parsing(message):
+    from seldon_core.utils import json_to_seldon_message
+
+    from model_wrappers import payload
+
+    sendable = dict(message)
+    if "metrics" in message.get("meta", {}):
+        sendable["meta"] = {**message["meta"], "metrics": [m for m in message["meta"]["metrics"] if m["value"] != 0]}
+    assert payload.to_proto(message) == json_to_seldon_message(sendable)
+    assert payload.to_proto(message).SerializeToString() == json_to_seldon_message(sendable).SerializeToString()

@@ -129,33 +129,33 @@ class ModelState:
         # (StandardScaler | LogisticRegression: 100 rows in ~0.3 ms instead of ~0.5 ms). It is
         # used only once it gave the same answers as the per-row path on a real batch.
         many = getattr(self, "_many", None)  # checkpoints from before this path have none
-        if len(rows) < MANY_FROM or many is False:
-            return [self.pipeline.predict_proba_one(x) for x in rows]
-        try:
-            batch = self._predict_proba_many(rows, table)
-        except (AttributeError, NotImplementedError):
-            self._many = False  # no batch path in this pipeline
-            batch = None
-        except (TypeError, ValueError, KeyError):
-            batch = None  # e.g. category features: this batch goes row by row
-        if batch is None:
-            return [self.pipeline.predict_proba_one(x) for x in rows]
-        if many is None:
-            one = [self.pipeline.predict_proba_one(x) for x in rows]
+        batch = self._predict_proba_many(rows, table) if len(rows) >= MANY_FROM and many is not False else None
+        if batch is not None and many:
+            return batch
+        one = [self.pipeline.predict_proba_one(x) for x in rows]
+        if batch is not None:
+            # First batch: every process answers batches the same way once they agree.
             self._many = _same_probas(batch, one)
-            if not self._many:
-                logger.info("predict_proba_many disagrees with predict_proba_one for this pipeline: per row")
-                return one
-        return batch
+            if self._many:
+                return batch
+            logger.info("predict_proba_many disagrees with predict_proba_one for this pipeline: per row")
+        return one
 
-    def _predict_proba_many(self, rows: list[dict], table: list[list] | None) -> list[dict]:
+    def _predict_proba_many(self, rows: list[dict], table: list[list] | None) -> list[dict] | None:
+        """Class probabilities through the pipeline's batch path; None when this batch cannot take it."""
         import numpy as np
         import pandas as pd
 
         columns = list(rows[0])
-        values = table if table is not None else [[x[c] for c in columns] for x in rows]
-        frame = pd.DataFrame(np.array(values, dtype=float), columns=columns)
-        out = self.pipeline.predict_proba_many(frame)
+        try:
+            values = table if table is not None else [[x[c] for c in columns] for x in rows]
+            frame = pd.DataFrame(np.array(values, dtype=float), columns=columns)
+            out = self.pipeline.predict_proba_many(frame)
+        except (AttributeError, NotImplementedError):
+            self._many = False  # no batch path in this pipeline
+            return None
+        except (TypeError, ValueError, KeyError):
+            return None  # e.g. category features: this batch goes row by row
         classes = list(out.columns)
         return [dict(zip(classes, p)) for p in out.to_numpy().tolist()]
 

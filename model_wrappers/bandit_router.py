@@ -50,7 +50,7 @@ from .config import StateSettings, fingerprint, unit_id
 from .errors import InvalidInput, seldon_errors
 from .learning.router import RouterSettings, RouterState, reward_event
 from .log.replica import Replica
-from .river_model import METRIC_PREFIX
+from .adapter_support import METRIC_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,11 @@ class BanditRouter:
 
     @seldon_errors
     def send_feedback_raw(self, feedback):
-        routing = dict(feedback.response.meta.routing)
+        message = payload.feedback_to_dict(feedback)
+        response = message.get("response") or {}
+        routing = (response.get("meta") or {}).get("routing") or {}
+        if not isinstance(routing, dict):
+            raise InvalidInput(f"response.meta.routing must be an object of node names to arms, got {routing!r}")
         if self.unit not in routing:
             seen = f"it has routing for {sorted(routing)}" if routing else "it has no response.meta.routing"
             raise InvalidInput(
@@ -209,13 +213,13 @@ class BanditRouter:
                 "meta.routing only when SELDON_ENABLE_ROUTING_INJECTION is set in the predictor's svcOrchSpec.env"
             )
         rows = 1
-        for part in (feedback.request, feedback.response):
-            if part.ByteSize():
-                found = count_rows(payload.to_dict(part))
+        for part in (message.get("request"), response):
+            if part:
+                found = count_rows(part)
                 if found is not None:
                     rows = max(found, 1)
                     break
-        event = reward_event(self.settings, routing[self.unit], feedback.reward, rows)
+        event = reward_event(self.settings, routing[self.unit], message.get("reward", 0.0), rows)
         position = self.replica.submit(event)
         arms = self.replica.read(lambda state: state.arms())
         reply = {
@@ -225,7 +229,7 @@ class BanditRouter:
                 "metrics": arm_metrics(arms),
             },
         }
-        return payload.to_proto(reply)
+        return payload.to_proto(reply) if isinstance(feedback, Message) else reply
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}

@@ -10,10 +10,11 @@ status code and the same message.
 from __future__ import annotations
 
 import functools
-import inspect
 
 import grpc
 from seldon_core.flask_utils import SeldonMicroserviceException
+
+from .request_context import _grpc_context
 
 
 class SeldonRiverError(SeldonMicroserviceException):
@@ -52,19 +53,6 @@ class StateUnavailable(SeldonRiverError):
     status_code = 503
     grpc_code = grpc.StatusCode.UNAVAILABLE
     reason = "MICROSERVICE_STATE_UNAVAILABLE"
-
-
-def _grpc_context() -> grpc.ServicerContext | None:
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            candidate = frame.f_locals.get("context")
-            if isinstance(candidate, grpc.ServicerContext):
-                return candidate
-            frame = frame.f_back
-        return None
-    finally:
-        del frame
 
 
 def seldon_errors(method):

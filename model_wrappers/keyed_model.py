@@ -46,24 +46,13 @@ from .learning.model import ModelState
 from .log import LogUnavailable
 from .log.keystore import open_keystore
 from .log.replica import Replica, state_hint
-from .river_model import GaugeReport, gauges, header_puid, recall_prediction
+from .adapter_support import GaugeReport, gauges, recall_prediction
+from .request_context import current_puid, current_query
 
 logger = logging.getLogger(__name__)
 
 KEYS_TAG = "seldon_river_keys"
 DEFAULT_PAGE = 1000
-
-
-def _query() -> dict[str, list[str]]:
-    """Query parameters of the REST request being served (``/health/status?key=...``)."""
-    try:
-        import flask
-
-        if flask.has_request_context():
-            return {k: flask.request.args.getlist(k) for k in flask.request.args}
-    except ImportError:  # pragma: no cover - flask ships with seldon-core
-        pass
-    return {}
 
 
 class KeyedRiverModel:
@@ -201,7 +190,7 @@ class KeyedRiverModel:
         message = payload.to_dict(request)
         batch = self.schema.read(message)
         keys, rows = self._split(message, batch.rows)
-        puid = header_puid() or (message.get("meta") or {}).get("puid") or uuid.uuid4().hex
+        puid = current_puid() or (message.get("meta") or {}).get("puid") or uuid.uuid4().hex
 
         def read(state: KeyedState):
             self._check_keys(state, keys)
@@ -240,11 +229,12 @@ class KeyedRiverModel:
             return state.figures(), state.key_figures(dict.fromkeys(keys)) if self.key_tags else None
 
         figures, described = self.replica.read(read)
-        return payload.ack({"tags": self._tags(position, described), "metrics": gauges(figures)})
+        return payload.ack({"tags": self._tags(position, described), "metrics": gauges(figures)},
+                           not isinstance(feedback, dict))
 
     @seldon_errors
     def health_status_raw(self):
-        query = _query()
+        query = current_query()
         if "key" in query or "keys" in query:
             try:
                 offset = int((query.get("offset") or ["0"])[0])

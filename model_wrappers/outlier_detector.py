@@ -50,7 +50,7 @@ from .config import StateSettings, fingerprint
 from .errors import InvalidInput, StateUnavailable, seldon_errors
 from .learning.detector import DetectorSettings, DetectorState
 from .log.replica import Replica
-from .river_model import METRIC_PREFIX, gauges
+from .adapter_support import METRIC_PREFIX, gauges
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,8 @@ class OutlierDetector:
     predict_raw = transform_input_raw
 
     def send_feedback_raw(self, feedback):
-        return payload.to_proto({"data": {"ndarray": []}, "meta": {}})
+        payload.feedback_to_dict(feedback)  # refuse what is not a Feedback, as every component does
+        return payload.ack({}, not isinstance(feedback, dict))
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}

@@ -49,14 +49,42 @@ def to_dict(message: Any) -> dict:
     raise InvalidInput(f"expected a JSON object (a SeldonMessage), got {type(message).__name__}")
 
 
-def feedback_to_dict(feedback: Message) -> dict:
-    """A Seldon ``Feedback`` message as a JSON-style dict (``request``, ``response``, ``truth``, ``reward``)."""
+FEEDBACK_FIELDS = ("request", "response", "truth", "reward")
+
+
+def feedback_to_dict(feedback: Any) -> dict:
+    """A Seldon ``Feedback`` (protobuf, or its JSON form) as a JSON-style dict.
+
+    The dict has ``request``, ``response`` and ``truth`` (SeldonMessages as dicts) and ``reward``
+    (a number), each only when present.
+    """
+    if isinstance(feedback, dict):
+        return _checked_feedback(feedback)
+    if not isinstance(feedback, Message):
+        raise InvalidInput(f"expected a JSON object (a Feedback), got {type(feedback).__name__}")
     out: dict = {}
     for field in ("request", "response", "truth"):
         if feedback.HasField(field):
             out[field] = to_dict(getattr(feedback, field))
     if feedback.reward:
         out["reward"] = feedback.reward
+    return out
+
+
+def _checked_feedback(feedback: dict) -> dict:
+    unknown = sorted(set(feedback) - set(FEEDBACK_FIELDS))
+    if unknown:
+        raise InvalidInput(f"expected a Feedback with fields {', '.join(FEEDBACK_FIELDS)}, got unknown fields {unknown}")
+    for field in ("request", "response", "truth"):
+        part = feedback.get(field)
+        if part is not None and not isinstance(part, dict):
+            raise InvalidInput(f"feedback {field} must be a SeldonMessage (an object), got {type(part).__name__}")
+    reward = feedback.get("reward")
+    if reward is not None and (not _is_number(reward) or not _finite(reward)):
+        raise InvalidInput(f"feedback reward must be a finite number, got {_describe(reward)}")
+    out = {k: v for k, v in feedback.items() if v is not None}
+    if not out.get("reward"):
+        out.pop("reward", None)  # as protobuf: a zero reward is no reward
     return out
 
 
@@ -368,8 +396,10 @@ def reply(kind: str, names: list[str], values: list[list], meta: dict, as_proto:
     return to_proto(message) if as_proto else message
 
 
-def ack(meta: dict):
-    """The feedback reply ``{"data": {"ndarray": []}, "meta": meta}`` as a protobuf."""
+def ack(meta: dict, as_proto: bool = True):
+    """The feedback reply ``{"data": {"ndarray": []}, "meta": meta}``, as a protobuf or a dict."""
+    if not as_proto:
+        return {"data": {"ndarray": []}, "meta": {k: v for k, v in meta.items() if v}}
     out = SeldonMessage()
     out.data.ndarray.SetInParent()
     _set_meta(out, meta)

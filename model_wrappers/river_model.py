@@ -43,89 +43,16 @@ import logging
 import uuid
 
 from . import payload, seldon_metrics
+from .adapter_support import GaugeReport, gauges, recall_prediction
 from .artifact import load_model, read_metadata
 from .config import StateSettings
-from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
+from .errors import InvalidInput, seldon_errors
 from .keyed_artifact import is_keyed
 from .learning.model import ModelState
-from .log import LogUnavailable
 from .log.replica import Replica
+from .request_context import current_puid
 
 logger = logging.getLogger(__name__)
-
-PUID_HEADER = "Seldon-Puid"
-METRIC_PREFIX = "seldon_river_"
-
-
-def header_puid() -> str | None:
-    """The ``Seldon-Puid`` header of the REST request being served, if any."""
-    try:
-        import flask
-
-        if flask.has_request_context():
-            return flask.request.headers.get(PUID_HEADER) or None
-    except ImportError:  # pragma: no cover - flask ships with seldon-core
-        pass
-    return None
-
-
-def gauges(figures: dict[str, float]) -> list[dict]:
-    """Seldon custom metrics (exported to Prometheus by the wrapper) for a dict of figures."""
-    return [{"type": "GAUGE", "key": METRIC_PREFIX + k, "value": v} for k, v in sorted(figures.items())]
-
-
-class GaugeReport:
-    """Figures to attach to predictions as gauges, only when they changed since this process sent them.
-
-    Seldon's metrics keep a gauge's last value per process and method (the ``method`` label), and
-    each gauge sent costs the wrapper a round trip to its metrics store: predictions repeat the
-    figures only when learning moved them. (Feedback replies always carry them: see :func:`gauges`.)
-
-    Examples
-    --------
-    >>> report = GaugeReport()
-    >>> report.changed({"learned": 1.0})
-    [{'type': 'GAUGE', 'key': 'seldon_river_learned', 'value': 1.0}]
-    >>> report.changed({"learned": 1.0}) is None
-    True
-
-    """
-
-    def __init__(self):
-        self._last: dict | None = None
-
-    def changed(self, figures: dict[str, float]) -> list[dict] | None:
-        if figures == self._last:
-            return None
-        self._last = dict(figures)
-        return gauges(figures)
-
-
-def recall_prediction(message: dict, log, ttl: float, capacity: int) -> tuple[str, object]:
-    """The puid a label-only feedback names and what was remembered under it at predict time."""
-    request = message.get("request") or {}
-    puid = (
-        ((message.get("response") or {}).get("meta") or {}).get("puid")
-        or (request.get("meta") or {}).get("puid")
-        or header_puid()
-    )
-    if not puid:
-        raise InvalidInput(
-            "feedback has neither request features nor a prediction id: send the original "
-            "request, or response.meta.puid (or the Seldon-Puid header) of the prediction"
-        )
-    try:
-        record = log.recall(puid)
-    except LogUnavailable as exc:
-        raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
-    if record is None:
-        raise NotFound(
-            f"no remembered prediction with puid {puid!r}: it was never made here or expired "
-            f"(kept {ttl:g} s, at most {capacity} predictions); "
-            "send the request features with the feedback instead"
-        )
-    return puid, json.loads(record)
-
 
 class RiverModel:
     """Seldon MODEL serving a river pipeline from a model folder.
@@ -207,7 +134,7 @@ class RiverModel:
         as_proto = not isinstance(request, dict)
         message = payload.to_dict(request)
         batch = self.schema.read(message)
-        puid = header_puid() or (message.get("meta") or {}).get("puid") or uuid.uuid4().hex
+        puid = current_puid() or (message.get("meta") or {}).get("puid") or uuid.uuid4().hex
         names, values, figures, position = self.replica.read(
             lambda state: (*state.predict(batch.rows, batch.table), state.figures(), self.replica.position)
         )
@@ -234,7 +161,7 @@ class RiverModel:
         values = state.check_truth(payload.read_values(truth, "truth"), len(rows)) if has_truth else None
         position = self.replica.submit({"type": "learn", "rows": rows, "truth": values})
         figures = self.replica.read(lambda s: s.figures())
-        return payload.ack({"tags": self._tags(position), "metrics": gauges(figures)})
+        return payload.ack({"tags": self._tags(position), "metrics": gauges(figures)}, not isinstance(feedback, dict))
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}

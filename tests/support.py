@@ -60,14 +60,22 @@ def seldon_parameters(values: dict) -> str:
     return encode(values)
 
 
-class Microservice:
-    """``seldon-core-microservice`` for one component, in its own process group.
+SERVERS = ("seldon-core", "seldon-river")
+# The server the component tests run by default; both are run by the suite (see test_server.py).
+DEFAULT_SERVER = os.environ.get("SELDON_RIVER_TEST_SERVER", "seldon-core")
 
-    REST on ``http``, gRPC on ``grpc``; both are ready when :meth:`start` returns.
+
+class Microservice:
+    """One component served by ``seldon-core-microservice`` or ``seldon-river-microservice``.
+
+    It runs in its own process group, REST on ``http``, gRPC on ``grpc``, both ready when
+    :meth:`start` returns.
     """
 
     def __init__(self, class_path: str, service_type: str, parameters: dict, workdir: Path,
-                 workers: int = 1, env: dict | None = None, name: str = "component"):
+                 workers: int = 1, env: dict | None = None, name: str = "component", server: str | None = None):
+        self.server = server or DEFAULT_SERVER
+        assert self.server in SERVERS, self.server
         self.class_path = class_path
         self.service_type = service_type
         self.parameters = parameters
@@ -86,6 +94,14 @@ class Microservice:
         return f"http://127.0.0.1:{self.http}"
 
     def command(self) -> list[str]:
+        if self.server == "seldon-river":
+            return [
+                str(BIN / "seldon-river-microservice"), self.class_path, "--host", "127.0.0.1",
+                "--service-type", self.service_type,
+                "--http-port", str(self.http), "--grpc-port", str(self.grpc),
+                "--metrics-port", str(self.metrics), "--workers", str(self.workers),
+                "--parameters", seldon_parameters(self.parameters),
+            ]
         return [
             str(BIN / "seldon-core-microservice"), self.class_path,
             "--service-type", self.service_type,
@@ -234,12 +250,13 @@ def pretty(obj) -> str:
     return json.dumps(obj, indent=1, default=str)[:2000]
 
 
-def model_service(services, folder, workdir, state_uri, workers=1, name="model", **params) -> Microservice:
+def model_service(services, folder, workdir, state_uri, workers=1, name="model", server=None,
+                  **params) -> Microservice:
     """A RiverModel microservice serving ``folder`` with its log at ``state_uri``."""
     return services.start(
         "model_wrappers.RiverModel", "MODEL",
         {"model_uri": str(folder), "state_uri": state_uri, **params},
-        workdir, workers=workers, name=name,
+        workdir, workers=workers, name=name, server=server,
     )
 
 

@@ -35,6 +35,14 @@ class EventLog(abc.ABC):
     def append(self, payload: bytes) -> int:
         """Durably append one event; return its position."""
 
+    def append_many(self, payloads: list[bytes]) -> list[int]:
+        """Durably append several events at once, all or none; return their positions.
+
+        Backends make this one transaction (one ``fsync``): the group commit of concurrent
+        feedbacks in :class:`~model_wrappers.log.replica.Replica` relies on it.
+        """
+        return [self.append(payload) for payload in payloads]
+
     @abc.abstractmethod
     def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
         """Events with position > ``after``, oldest first, at most ``limit``."""

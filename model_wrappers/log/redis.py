@@ -13,10 +13,14 @@ import redis
 from .base import Checkpoint, EventLog, LogUnavailable
 from .records import RecordWriter
 
+# Takes #ARGV positions and appends every event in one atomic step (one fsync of the
+# append-only file with appendfsync always); returns the last position.
 APPEND = """
-local position = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], position .. '-1', 'e', ARGV[1])
-return position
+local head = redis.call('INCRBY', KEYS[2], #ARGV)
+for i = 1, #ARGV do
+  redis.call('XADD', KEYS[1], (head - #ARGV + i) .. '-1', 'e', ARGV[i])
+end
+return head
 """
 
 SAVE_CHECKPOINT = """
@@ -80,10 +84,14 @@ class RedisLog(EventLog):
         return LogUnavailable(f"cannot {action} the learning log at {self.uri}: {exc}")
 
     def append(self, payload: bytes) -> int:
+        return self.append_many([payload])[0]
+
+    def append_many(self, payloads: list[bytes]) -> list[int]:
         try:
-            return int(self._append(keys=[self._events, self._head], args=[payload]))
+            head = int(self._append(keys=[self._events, self._head], args=list(payloads)))
         except redis.RedisError as exc:
             raise self._fail("append to", exc) from None
+        return list(range(head - len(payloads) + 1, head + 1))
 
     def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
         try:

@@ -43,6 +43,7 @@ from typing import Any, Callable
 from ..errors import StateUnavailable
 from . import open_log
 from .base import EventLog, LogUnavailable
+from .group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Replica:
         self._fresh = fresh
         self._from_checkpoint = restore
         self.log = log
+        self._commits = GroupCommit(log)
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.max_staleness = max_staleness
         self.state: Any = None
@@ -187,10 +189,14 @@ class Replica:
             return fn(self.state)
 
     def submit(self, event: dict) -> int:
-        """Durably log ``event``, apply the log up to it, and return its position."""
+        """Durably log ``event``, apply the log up to it, and return its position.
+
+        Threads submitting at the same time share one durable transaction (see
+        :mod:`.group_commit`); each returns once its own event is durable and applied.
+        """
         payload = encode(event)
         try:
-            position = self.log.append(payload)
+            position = self._commits.append(payload)
         except LogUnavailable as exc:
             raise StateUnavailable(f"not logged, so nothing was learned: {exc}") from None
         with self._lock:

@@ -95,25 +95,30 @@ class SQLiteLog(EventLog):
         return LogUnavailable(f"cannot {action} the learning log {path or self.path}: {exc}")
 
     def append(self, payload: bytes) -> int:
+        return self.append_many([payload])[0]
+
+    def append_many(self, payloads: list[bytes]) -> list[int]:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    row = self._db.execute(
-                        "INSERT INTO heads (name, position) VALUES (?, 1) "
-                        "ON CONFLICT (name) DO UPDATE SET position = position + 1 RETURNING position",
-                        (self.name,),
-                    ).fetchone()
-                    self._db.execute(
+                    head = self._db.execute(
+                        "INSERT INTO heads (name, position) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET position = position + excluded.position "
+                        "RETURNING position",
+                        (self.name, len(payloads)),
+                    ).fetchone()[0]
+                    positions = list(range(head - len(payloads) + 1, head + 1))
+                    self._db.executemany(
                         "INSERT INTO events (name, position, payload) VALUES (?, ?, ?)",
-                        (self.name, row[0], payload),
+                        [(self.name, position, payload) for position, payload in zip(positions, payloads)],
                     )
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
-                return row[0]
+                return positions
             except sqlite3.Error as exc:
                 raise self._fail("append to", exc) from None
 

@@ -55,3 +55,58 @@ def test_state_key_from_env_and_file(monkeypatch, tmp_path):
     monkeypatch.setenv(config.STATE_KEY_FILE_ENV, str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="cannot read the state key"):
         config.state_key()
+
+
+# -- the learning log with a key: checkpoints and records in a real store ------------------------
+
+from model_wrappers.log import _open_backend, open_log  # noqa: E402
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_uri(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("redis_server").url
+
+
+@pytest.fixture
+def keyed_env(monkeypatch):
+    monkeypatch.delenv(config.STATE_KEY_FILE_ENV, raising=False)
+    monkeypatch.setenv(config.STATE_KEY_ENV, KEY.decode())
+
+
+def test_checkpoint_round_trips_and_a_forged_one_is_refused(store_uri, keyed_env):
+    log = open_log(store_uri, "trust")
+    assert log.save_checkpoint(5, b"state at 5")
+    assert log.load_checkpoint() == (5, b"state at 5")
+    raw = _open_backend(store_uri, "trust", ttl=60.0, capacity=100)
+    assert raw.load_checkpoint().blob != b"state at 5"  # what the store holds is sealed
+    assert raw.save_checkpoint(6, b"forged pickle")  # a store writer without the key
+    with pytest.raises(TamperedState, match="refused checkpoint at position 6 of log 'trust'"):
+        open_log(store_uri, "trust").load_checkpoint()
+    # a genuine sealed blob moved to another position does not verify either
+    genuine = Seal(KEY).seal(b"state at 5", b"checkpoint:trust:5")
+    assert raw.save_checkpoint(7, genuine)
+    with pytest.raises(TamperedState, match="position 7"):
+        log.load_checkpoint()
+
+
+def test_forged_record_is_absent_with_a_warning(store_uri, keyed_env, caplog):
+    log = open_log(store_uri, "trust")
+    log.remember("p1", b'{"x": 1}')
+    log.inner._writer.flush()
+    assert open_log(store_uri, "trust").recall("p1") == b'{"x": 1}'
+    raw = _open_backend(store_uri, "trust", ttl=60.0, capacity=100)
+    raw.remember("p1", b'{"x": 2}')
+    raw._writer.flush()
+    with caplog.at_level("WARNING"):
+        assert open_log(store_uri, "trust").recall("p1") is None
+    assert "refused prediction record 'p1'" in caplog.text
+
+
+def test_without_a_key_blobs_are_stored_as_given(store_uri, monkeypatch):
+    monkeypatch.delenv(config.STATE_KEY_ENV, raising=False)
+    monkeypatch.delenv(config.STATE_KEY_FILE_ENV, raising=False)
+    log = open_log(store_uri, "plain")
+    assert log.save_checkpoint(3, b"state")
+    assert _open_backend(store_uri, "plain", ttl=60.0, capacity=100).load_checkpoint() == (3, b"state")

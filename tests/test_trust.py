@@ -110,3 +110,40 @@ def test_without_a_key_blobs_are_stored_as_given(store_uri, monkeypatch):
     log = open_log(store_uri, "plain")
     assert log.save_checkpoint(3, b"state")
     assert _open_backend(store_uri, "plain", ttl=60.0, capacity=100).load_checkpoint() == (3, b"state")
+
+
+# -- signed model folders -------------------------------------------------------------------------
+
+from river import linear_model  # noqa: E402
+
+from model_wrappers.artifact import ArtifactError, export_model, load_model  # noqa: E402
+
+
+def test_signed_folder_loads_and_a_changed_one_is_refused(tmp_path, keyed_env):
+    folder = tmp_path / "m"
+    export_model(linear_model.LogisticRegression(), folder, key=KEY)
+    assert load_model(folder).metadata.sha256
+    meta = folder / "seldon-river.json"
+    original = meta.read_text()
+    meta.write_text(original.replace('"model"', '"renamed"'))
+    with pytest.raises(ArtifactError, match="changed after it was signed"):
+        load_model(folder)
+    meta.write_text(original)
+    other = tmp_path / "other"
+    export_model(linear_model.LinearRegression(), other)
+    (folder / "model.dill").write_bytes((other / "model.dill").read_bytes())
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_model(folder)
+
+
+def test_unsigned_folder_refused_with_a_key_and_signed_refused_without(tmp_path, keyed_env, monkeypatch):
+    unsigned = tmp_path / "u"
+    export_model(linear_model.LogisticRegression(), unsigned)
+    with pytest.raises(ArtifactError, match="no seldon-river.sig"):
+        load_model(unsigned)
+    signed = tmp_path / "s"
+    export_model(linear_model.LogisticRegression(), signed, key=KEY)
+    monkeypatch.delenv(config.STATE_KEY_ENV)
+    with pytest.raises(ArtifactError, match="no state key is configured"):
+        load_model(signed)
+    assert load_model(unsigned).pipeline is not None

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import json
 import os
 import platform
@@ -40,8 +41,11 @@ from typing import Any, Iterable
 import dill
 import river
 
+from .config import state_key
+
 MODEL_FILE = "model.dill"
 METADATA_FILE = "seldon-river.json"
+SIGNATURE_FILE = "seldon-river.sig"
 FORMAT_VERSION = 1
 TASKS = ("classifier", "regressor", "anomaly")
 FEATURE_TYPES = ("number", "category")
@@ -159,8 +163,12 @@ def export_model(
     features: Iterable[str | dict | Feature] = (),
     classes: Iterable[Any] = (),
     name: str = "model",
+    key: bytes | None = None,
 ) -> Metadata:
     """Write ``pipeline`` and its metadata to ``folder`` (created if needed).
+
+    With ``key``, ``seldon-river.sig`` holds the HMAC-SHA256 of ``seldon-river.json``, which
+    records the sha256 of ``model.dill``, so the signature covers both files.
 
     Parameters
     ----------
@@ -208,8 +216,45 @@ def export_model(
         classes=classes,
         name=name,
     )
-    atomic_write(out / METADATA_FILE, json.dumps(meta.to_json(), indent=2).encode() + b"\n")
+    text = json.dumps(meta.to_json(), indent=2).encode() + b"\n"
+    signature = out / SIGNATURE_FILE
+    if key is None:
+        signature.unlink(missing_ok=True)
+    else:
+        atomic_write(signature, _sign(key, text).encode() + b"\n")
+    atomic_write(out / METADATA_FILE, text)
     return meta
+
+
+def _sign(key: bytes, metadata: bytes) -> str:
+    return hmac.new(key, b"model-folder\0" + metadata, hashlib.sha256).hexdigest()
+
+
+def check_signature(folder: Path, key: bytes | None) -> None:
+    """Refuse an unsigned or wrongly signed folder when a key is configured, and a signed one without a key.
+
+    A signed folder with no key configured is refused rather than loaded unchecked: whoever
+    signed it meant it to be verified, and loading it silently would hide a missing Secret.
+    """
+    signature = folder / SIGNATURE_FILE
+    if key is None:
+        if signature.is_file():
+            raise ArtifactError(
+                f"{signature} exists but no state key is configured (SELDON_RIVER_STATE_KEY or "
+                "SELDON_RIVER_STATE_KEY_FILE): refusing to load a signed model folder unverified"
+            )
+        return
+    if not signature.is_file():
+        raise ArtifactError(
+            f"a state key is configured but {folder} has no {SIGNATURE_FILE}: refusing an unsigned "
+            "model folder (export it with the key)"
+        )
+    text = (folder / METADATA_FILE).read_bytes()
+    if not hmac.compare_digest(signature.read_text().strip(), _sign(key, text)):
+        raise ArtifactError(
+            f"{signature} does not match {METADATA_FILE} under the configured state key: the folder "
+            "was changed after it was signed, or signed with another key; refusing to load it"
+        )
 
 
 def read_metadata(folder: str | os.PathLike) -> Metadata:
@@ -253,6 +298,7 @@ def load_model(folder: str | os.PathLike) -> LoadedModel:
     """Verify and load a model folder written by :func:`export_model`."""
     folder = Path(folder)
     meta = read_metadata(folder)
+    check_signature(folder, state_key())
     check_versions(meta)
     path = folder / MODEL_FILE
     if not path.is_file():

@@ -22,6 +22,28 @@ import os
 DEFAULT_STATE_URI = "sqlite:////var/lib/seldon-river/state.db"
 STATE_URI_ENV = "SELDON_RIVER_STATE_URI"
 UNIT_ID_ENV = "PREDICTIVE_UNIT_ID"
+STATE_KEY_ENV = "SELDON_RIVER_STATE_KEY"
+STATE_KEY_FILE_ENV = "SELDON_RIVER_STATE_KEY_FILE"
+
+
+def state_key() -> bytes | None:
+    """The key that authenticates shared state, or None when none is configured.
+
+    ``SELDON_RIVER_STATE_KEY_FILE`` names a file (e.g. a mounted Kubernetes Secret) and wins
+    over ``SELDON_RIVER_STATE_KEY``, so the key need not sit in the pod's environment.
+    """
+    path = os.environ.get(STATE_KEY_FILE_ENV)
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                key = handle.read().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the state key from {STATE_KEY_FILE_ENV}={path!r}: {exc}") from None
+        if not key:
+            raise ValueError(f"the state key file {STATE_KEY_FILE_ENV}={path!r} is empty")
+        return key
+    key = os.environ.get(STATE_KEY_ENV)
+    return key.encode() if key else None
 
 
 def unit_id(default: str) -> str:

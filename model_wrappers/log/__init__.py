@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..config import state_key
 from .base import Checkpoint, EventLog, LogUnavailable
 
 __all__ = ["Checkpoint", "EventLog", "LogUnavailable", "open_log"]
@@ -11,8 +12,19 @@ def open_log(uri: str, name: str, *, ttl: float = 86400.0, capacity: int = 100_0
     """Open the learning log ``name`` at ``uri``.
 
     ``sqlite:///absolute/path.db`` is the embedded backend shared by the processes of one pod;
-    ``redis://host:port/db`` serves many replicas.
+    ``redis://host:port/db`` serves many replicas. With a state key configured (see
+    :func:`model_wrappers.config.state_key`) checkpoints and prediction records are authenticated.
     """
+    log = _open_backend(uri, name, ttl=ttl, capacity=capacity)
+    key = state_key()
+    if key is None:
+        return log
+    from .authenticated import AuthenticatedLog
+
+    return AuthenticatedLog(log, key)
+
+
+def _open_backend(uri: str, name: str, *, ttl: float, capacity: int) -> EventLog:
     if uri.startswith("sqlite:///"):
         from .sqlite import SQLiteLog
 

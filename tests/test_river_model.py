@@ -12,6 +12,7 @@ from seldon_core.utils import json_to_feedback, json_to_seldon_message
 
 from support import (
     PHISHING_FEATURES,
+    SERVERS,
     as_dict,
     truth,
     export_regressor,
@@ -26,9 +27,11 @@ X = dict(next(phishing_stream(1))[0])
 ROW = [X[f] for f in PHISHING_FEATURES]
 
 
-@pytest.fixture
-def served(services, phishing_folder, tmp_path):
-    return model_service(services, phishing_folder, tmp_path, f"sqlite:///{tmp_path}/state.db")
+@pytest.fixture(params=SERVERS)
+def served(request, services, phishing_folder, tmp_path):
+    """The model behind each server: the project's own and Seldon's seldon-core-microservice."""
+    return model_service(services, phishing_folder, tmp_path, f"sqlite:///{tmp_path}/state.db",
+                         server=request.param)
 
 
 def p_true(reply: dict) -> float:

@@ -1,7 +1,9 @@
-"""``seldon-river serve``: run one component with Seldon's own ``seldon-core-microservice``.
+"""``seldon-river serve``: run one component, REST on ``--http-port``, gRPC on ``--grpc-port``,
+Prometheus metrics on ``--metrics-port``.
 
-The component listens exactly as it would in a pod (Seldon's wrapper binds all interfaces):
-REST on ``--http-port``, gRPC on ``--grpc-port``, Prometheus metrics on ``--metrics-port``.
+By default it runs the project's own server (``seldon-river-microservice``, on ``--host``,
+127.0.0.1 unless told otherwise); ``--server seldon-core`` runs Seldon's
+``seldon-core-microservice`` instead, which binds every interface.
 """
 
 from __future__ import annotations
@@ -38,11 +40,16 @@ def _value(text: str):
     return value if isinstance(value, (bool, int, float, str)) else text
 
 
+SERVERS = {"seldon-river": "seldon-river-microservice", "seldon-core": "seldon-core-microservice"}
+
+
 def microservice_command(component: str, parameters: dict, args: argparse.Namespace) -> list[str]:
     class_path, service_type = COMPONENTS[component]
-    exe = shutil.which("seldon-core-microservice", path=os.path.dirname(sys.executable)) or "seldon-core-microservice"
+    name = SERVERS[args.server]
+    exe = shutil.which(name, path=os.path.dirname(sys.executable)) or name
+    host = ["--host", args.host] if args.server == "seldon-river" else []
     return [
-        exe, class_path, "--service-type", service_type,
+        exe, class_path, *host, "--service-type", service_type,
         "--http-port", str(args.http_port), "--grpc-port", str(args.grpc_port),
         "--metrics-port", str(args.metrics_port), "--workers", str(args.workers),
         "--parameters", seldon_parameters(parameters),
@@ -55,7 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--http-port", type=int, default=9000)
     parser.add_argument("--grpc-port", type=int, default=5000)
     parser.add_argument("--metrics-port", type=int, default=6000)
-    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers for REST")
+    parser.add_argument("--workers", type=int, default=1, help="serving processes (gunicorn workers with seldon-core)")
+    parser.add_argument("--server", choices=sorted(SERVERS), default="seldon-river",
+                        help="seldon-river (default) or Seldon's own seldon-core-microservice")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (seldon-river server only)")
     parser.add_argument(
         "--state", default=None,
         help="learning-log URI (default: sqlite:///./.seldon-river/state.db, or $SELDON_RIVER_STATE_URI)",

@@ -195,6 +195,12 @@ envSecretRefName: {{ . }}
 {{- with .storageInitializerImage }}
 storageInitializerImage: {{ . }}
 {{- end }}
+{{- with .methods }}
+methods:
+{{- range . }}
+  - {{ . }}
+{{- end }}
+{{- end }}
 parameters:
 {{- .parameters | trim | nindent 2 }}
 {{- if .children }}

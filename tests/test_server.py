@@ -1,0 +1,169 @@
+"""The project's own server (seldon-river-microservice): what the component tests do not cover.
+
+Every component test runs on this server by default (and tests/test_river_model.py on Seldon's
+wrapper too); here: the body forms, paths, metrics port, gRPC decoding errors, several workers,
+SIGTERM, and group commit of concurrent feedbacks.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import urllib.parse
+
+import grpc
+import pytest
+import requests
+
+from model_wrappers.log.base import LogUnavailable
+from model_wrappers.log.group_commit import GroupCommit
+from model_wrappers.log.sqlite import SQLiteLog
+from support import PHISHING_FEATURES, model_service, phishing_stream, rows_payload
+
+
+@pytest.fixture
+def served(services, phishing_folder, tmp_path):
+    return model_service(services, phishing_folder, tmp_path, f"sqlite:///{tmp_path}/state.db",
+                         server="seldon-river")
+
+
+def one_row() -> dict:
+    x, _ = next(phishing_stream(1))
+    return rows_payload([x], PHISHING_FEATURES)
+
+
+def test_every_body_form_gives_the_same_prediction(served):
+    body = one_row()
+    import json
+
+    text = json.dumps(body)
+    as_json = requests.post(f"{served.rest_url}/predict", json=body, timeout=10)
+    bare = requests.post(f"{served.rest_url}/predict", data=text, timeout=10)  # no Content-Type
+    form = requests.post(f"{served.rest_url}/predict", data={"json": text}, timeout=10)
+    query = requests.get(f"{served.rest_url}/predict?json={urllib.parse.quote(text)}", timeout=10)
+    replies = [r.json()["data"] for r in (as_json, bare, form, query)]
+    assert [r.status_code for r in (as_json, bare, form, query)] == [200] * 4
+    assert all(reply == replies[0] for reply in replies)
+
+
+def test_unknown_paths_and_empty_bodies_are_clear_errors(served):
+    missing = requests.get(f"{served.rest_url}/no-such-path", timeout=10)
+    assert missing.status_code == 404 and "no such path" in missing.json()["status"]["info"]
+    empty = requests.post(f"{served.rest_url}/api/v1.0/predictions", data=b"", timeout=10)
+    assert empty.status_code == 400 and "no JSON message" in empty.json()["status"]["info"]
+    broken = requests.post(f"{served.rest_url}/api/v1.0/feedback", data=b"[1, 2", timeout=10)
+    assert broken.status_code == 400 and "not valid JSON" in broken.json()["status"]["info"]
+    not_feedback = requests.post(f"{served.rest_url}/api/v1.0/feedback", json=[1, 2], timeout=10)
+    assert not_feedback.status_code == 400 and "Feedback" in not_feedback.json()["status"]["info"]
+    assert requests.get(f"{served.rest_url}/health/ping", timeout=10).text == "pong"
+
+
+def test_undecodable_grpc_bytes_are_invalid_argument(served):
+    channel = grpc.insecure_channel(f"127.0.0.1:{served.grpc}")
+    try:
+        for path in ("/seldon.protos.Model/Predict", "/seldon.protos.Model/SendFeedback"):
+            with pytest.raises(grpc.RpcError) as caught:
+                channel.unary_unary(path)(b"\xff\xff\xff", timeout=10)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "is not a seldon.protos." in caught.value.details()
+    finally:
+        channel.close()
+    assert served.status()["replica"]["position"] == 0
+
+
+def test_metrics_on_both_paths_without_metrics_in_replies(served):
+    reply = served.predict(one_row()).json()
+    assert "metrics" not in reply["meta"]  # recorded by the server, taken out of the reply as Seldon does
+    x, y = next(phishing_stream(1))
+    ack = served.feedback({"request": rows_payload([x], PHISHING_FEATURES), "truth": {"jsonData": [y]}, "reward": 0.5})
+    assert ack.status_code == 200
+    for path in ("/prometheus", "/metrics"):
+        text = requests.get(f"http://127.0.0.1:{served.metrics}{path}", timeout=10).text
+        assert 'seldon_river_learned{' in text and 'method="feedback"' in text
+        assert "seldon_api_model_feedback_reward_total" in text
+
+
+def test_two_workers_share_the_ports_and_the_learned_state(services, phishing_folder, tmp_path):
+    service = model_service(services, phishing_folder, tmp_path, f"sqlite:///{tmp_path}/state.db",
+                            workers=2, server="seldon-river")
+    pids, positions = set(), set()
+    rows = list(phishing_stream(20))
+    for x, y in rows:
+        ack = service.feedback({"request": rows_payload([x], PHISHING_FEATURES), "truth": {"jsonData": [y]}})
+        assert ack.status_code == 200
+    for _ in range(40):  # new connections each time: the kernel spreads them over both workers
+        status = service.status()["replica"]
+        pids.add(status["pid"])
+        positions.add(status["position"])
+    assert len(pids) == 2
+    assert positions == {len(rows)}
+
+
+def test_sigterm_stops_every_process(services, phishing_folder, tmp_path):
+    service = model_service(services, phishing_folder, tmp_path, f"sqlite:///{tmp_path}/state.db",
+                            workers=2, server="seldon-river")
+    service.proc.send_signal(signal.SIGTERM)
+    assert service.proc.wait(timeout=20) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{service.rest_url}/health/ping", timeout=2)
+
+
+class BlockingLog(SQLiteLog):
+    """A log whose first transaction waits until released, so that others queue behind it."""
+
+    def __init__(self, *args, fail: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.batches: list[int] = []
+        self.fail = fail
+
+    def append_many(self, payloads):
+        self.batches.append(len(payloads))
+        if len(self.batches) == 1:
+            self.entered.set()
+            self.release.wait(10)
+        if self.fail:
+            raise LogUnavailable("disk gone")
+        return super().append_many(payloads)
+
+
+def _submit_concurrently(commits: GroupCommit, log: BlockingLog, n: int):
+    results, errors = {}, {}
+
+    def submit(i):
+        try:
+            results[i] = commits.append(f'{{"i":{i}}}'.encode())
+        except LogUnavailable as exc:
+            errors[i] = exc
+
+    first = threading.Thread(target=submit, args=(0,))
+    first.start()
+    assert log.entered.wait(10)
+    others = [threading.Thread(target=submit, args=(i,)) for i in range(1, n)]
+    for t in others:
+        t.start()
+    while len(commits._waiting) < n - 1:  # every other caller is queued behind the first transaction
+        threading.Event().wait(0.01)
+    log.release.set()
+    for t in (first, *others):
+        t.join(10)
+    return results, errors
+
+
+def test_concurrent_appends_share_one_transaction(tmp_path):
+    log = BlockingLog(tmp_path / "state.db", "group")
+    commits = GroupCommit(log)
+    results, errors = _submit_concurrently(commits, log, 8)
+    assert not errors
+    assert log.batches == [1, 7]
+    assert sorted(results.values()) == list(range(1, 9))
+    assert [p for p, _ in log.read(0)] == list(range(1, 9))
+
+
+def test_a_failed_transaction_fails_every_caller_and_writes_nothing(tmp_path):
+    log = BlockingLog(tmp_path / "state.db", "group", fail=True)
+    commits = GroupCommit(log)
+    results, errors = _submit_concurrently(commits, log, 5)
+    assert not results and sorted(errors) == list(range(5))
+    assert log.read(0) == [] and log.head() == 0

@@ -107,3 +107,30 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def run_graph(start, manifest: Path, state_uri: str, models: dict, workdir: Path):
+    """Components and executor for ``manifest``; yields a namespace, stops the executor after."""
+    import types
+
+    deployment = read_deployment(manifest)
+    components = start_components(start, deployment, state_uri, models, workdir)
+    proc, http, grpc_port = start_executor(manifest, {n: (s.http, s.grpc) for n, s in components.items()}, workdir)
+    try:
+        yield types.SimpleNamespace(components=components, http=http, grpc=grpc_port, work=workdir)
+    finally:
+        stop(proc)
+
+
+def client(graph, transport: str):
+    """SeldonClient with the executor as its gateway (paths /api/v1.0/..., gRPC ``Seldon``)."""
+    import functools
+    import types
+
+    from seldon_core.seldon_client import SeldonClient
+
+    port = graph.http if transport == "rest" else graph.grpc
+    c = SeldonClient(gateway="seldon", transport=transport, gateway_endpoint=f"127.0.0.1:{port}",
+                     deployment_name="local", client_return_type="proto")
+    return types.SimpleNamespace(predict=functools.partial(c.predict, gateway_prefix=""),
+                                 feedback=functools.partial(c.feedback, gateway_prefix=""))

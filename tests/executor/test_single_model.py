@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
 
-from harness import start_components, start_executor, stop
-from model_wrappers.local.manifest import read_deployment
+from harness import client, run_graph
 from support import REPO, as_dict, export_phishing, phishing_stream, truth
 
 MANIFEST = REPO / "manifests" / "single-model.yaml"
@@ -16,24 +13,8 @@ MANIFEST = REPO / "manifests" / "single-model.yaml"
 @pytest.fixture(scope="module")
 def graph(module_services, tmp_path_factory):
     work = tmp_path_factory.mktemp("single")
-    deployment = read_deployment(MANIFEST)
-    components = start_components(module_services, deployment, f"sqlite:///{work / 'state.db'}",
-                                  {"model": export_phishing(work / "model")}, work)
-    endpoints = {name: (s.http, s.grpc) for name, s in components.items()}
-    proc, http, grpc_port = start_executor(MANIFEST, endpoints, work)
-    yield types.SimpleNamespace(components=components, http=http, grpc=grpc_port, work=work)
-    stop(proc)
-
-
-def client(graph, transport):
-    from seldon_core.seldon_client import SeldonClient
-    import functools
-
-    port = graph.http if transport == "rest" else graph.grpc
-    c = SeldonClient(gateway="seldon", transport=transport, gateway_endpoint=f"127.0.0.1:{port}",
-                     deployment_name="local", client_return_type="proto")
-    return types.SimpleNamespace(predict=functools.partial(c.predict, gateway_prefix=""),
-                                 feedback=functools.partial(c.feedback, gateway_prefix=""))
+    yield from run_graph(module_services, MANIFEST, f"sqlite:///{work / 'state.db'}",
+                         {"model": export_phishing(work / "model")}, work)
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])

@@ -134,3 +134,15 @@ def client(graph, transport: str):
                      deployment_name="local", client_return_type="proto")
     return types.SimpleNamespace(predict=functools.partial(c.predict, gateway_prefix=""),
                                  feedback=functools.partial(c.feedback, gateway_prefix=""))
+
+
+def label_only_feedback(graph, x: dict, y) -> tuple:
+    """REST predict, then a feedback carrying only the truth and the reply's puid (header and meta)."""
+    names = sorted(x)
+    url = f"http://127.0.0.1:{graph.http}/api/v1.0"
+    reply = requests.post(f"{url}/predictions", json={"data": {"names": names, "ndarray": [[x[n] for n in names]]}},
+                          timeout=30)
+    puid = reply.headers.get("Seldon-Puid")
+    body = {"truth": {"data": {"ndarray": [[y]]}}, "response": {"meta": {"puid": puid}}}
+    fb = requests.post(f"{url}/feedback", json=body, headers={"Seldon-Puid": puid}, timeout=30)
+    return reply, fb

@@ -36,3 +36,17 @@ def test_routing_injected_and_feedback_learned_once_by_the_routed_model(graph, t
         now = graph.components[name].status()
         expected = was["metrics"]["learned"] + (1 if name == chosen else 0)
         assert now["metrics"]["learned"] == expected, (name, chosen, now)
+
+
+def test_label_only_feedback_is_learned_once_by_the_routed_model(graph):
+    from harness import label_only_feedback
+
+    (x, y), = list(phishing_stream(1))
+    before = {n: graph.components[n].status() for n in ("model-a", "model-b")}
+    reply, fb = label_only_feedback(graph, x, y)
+    assert reply.status_code == 200 and reply.json()["meta"].get("puid") == reply.headers["Seldon-Puid"], reply.text
+    assert fb.status_code == 200, fb.text
+    chosen = ["model-a", "model-b"][reply.json()["meta"]["routing"]["router"]]
+    for name, was in before.items():
+        now = graph.components[name].status()
+        assert now["metrics"]["learned"] == was["metrics"]["learned"] + (name == chosen), (name, chosen, now, fb.text)

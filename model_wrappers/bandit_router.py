@@ -47,9 +47,11 @@ from google.protobuf.message import Message
 
 from . import payload, seldon_metrics
 from .config import StateSettings, fingerprint, unit_id
-from .errors import InvalidInput, seldon_errors
+from .errors import InvalidInput, StateUnavailable, seldon_errors
 from .learning.router import RouterSettings, RouterState, reward_event
+from .log import LogUnavailable
 from .log.replica import Replica
+from .request_context import current_puid
 from .adapter_support import METRIC_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -186,6 +188,11 @@ class BanditRouter:
                 fields = ", ".join(sorted(MESSAGE_FIELDS))
                 raise InvalidInput(f"expected a SeldonMessage (fields {fields}), got unknown fields {unknown}")
         arm, arms = self.replica.read(lambda state: (state.choose(self.rng), state.arms()))
+        puid = current_puid()
+        if puid:
+            # A feedback that comes back without meta.routing (label-only, or no routing
+            # injection) still names the arm through its request id.
+            self.replica.log.remember(puid, str(arm).encode())
         metrics = arm_metrics(arms) + [
             {"type": "COUNTER", "key": f"{METRIC_PREFIX}arm_routed", "value": 1, "tags": {"arm": str(arm)}}
         ]
@@ -205,12 +212,20 @@ class BanditRouter:
         routing = (response.get("meta") or {}).get("routing") or {}
         if not isinstance(routing, dict):
             raise InvalidInput(f"response.meta.routing must be an object of node names to arms, got {routing!r}")
-        if self.unit not in routing:
+        arm = routing.get(self.unit)
+        if arm is None and "reward" not in message:
+            # A label for the models below (the orchestrator sends feedback to every node):
+            # nothing for a bandit to learn, which is not an error.
+            return self._ack({"seldon_river_learned": 0}, feedback)
+        if arm is None:
+            arm = self._remembered_arm(response)
+        if arm is None:
             seen = f"it has routing for {sorted(routing)}" if routing else "it has no response.meta.routing"
             raise InvalidInput(
                 f"feedback names no arm for router {self.unit!r}: expected response.meta.routing[{self.unit!r}], "
-                f"{seen}. Send back the response the prediction returned; Seldon's orchestrator adds "
-                "meta.routing only when SELDON_ENABLE_ROUTING_INJECTION is set in the predictor's svcOrchSpec.env"
+                f"{seen}, and its request id (response.meta.puid or the Seldon-Puid header) names no "
+                "prediction routed here. Send back the response the prediction returned; Seldon's orchestrator "
+                "adds meta.routing only when SELDON_ENABLE_ROUTING_INJECTION is set in the predictor's svcOrchSpec.env"
             )
         rows = 1
         for part in (message.get("request"), response):
@@ -219,16 +234,25 @@ class BanditRouter:
                 if found is not None:
                     rows = max(found, 1)
                     break
-        event = reward_event(self.settings, routing[self.unit], message.get("reward", 0.0), rows)
+        event = reward_event(self.settings, arm, message.get("reward", 0.0), rows)
         position = self.replica.submit(event)
         arms = self.replica.read(lambda state: state.arms())
-        reply = {
-            "data": {"ndarray": []},
-            "meta": {
-                "tags": {"seldon_river_arm": event["arm"], "seldon_river_position": position},
-                "metrics": arm_metrics(arms),
-            },
-        }
+        return self._ack({"seldon_river_arm": event["arm"], "seldon_river_position": position}, feedback,
+                         arm_metrics(arms))
+
+    def _remembered_arm(self, response: dict) -> int | None:
+        puid = (response.get("meta") or {}).get("puid") or current_puid()
+        if not puid or not isinstance(puid, str):
+            return None
+        try:
+            record = self.replica.log.recall(puid)
+        except LogUnavailable as exc:
+            raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
+        return int(record) if record is not None else None
+
+    @staticmethod
+    def _ack(tags: dict, feedback, metrics: list | None = None):
+        reply = {"data": {"ndarray": []}, "meta": {"tags": tags, "metrics": metrics or []}}
         return payload.to_proto(reply) if isinstance(feedback, Message) else reply
 
     def health_status_raw(self):

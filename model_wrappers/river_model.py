@@ -46,7 +46,7 @@ from . import payload, seldon_metrics
 from .adapter_support import GaugeReport, gauges, recall_prediction
 from .artifact import load_model, read_metadata
 from .config import StateSettings
-from .errors import InvalidInput, seldon_errors
+from .errors import InvalidInput, NotFound, seldon_errors
 from .keyed_artifact import is_keyed
 from .learning.model import ModelState
 from .log.replica import Replica
@@ -75,6 +75,11 @@ class RiverModel:
     label_capacity
         How many predictions are kept for label-only feedback at most; 0 keeps none (every
         feedback must then carry its request).
+    routed
+        The model is a child of a ROUTER. Seldon's orchestrator sends a feedback that carries no
+        ``meta.routing`` (a label-only one) to every child; the children that never answered its
+        request id acknowledge it without learning (tag ``seldon_river_learned: 0``) instead of
+        answering 404, so the model that answered learns it and the client gets 200.
 
     """
 
@@ -87,6 +92,7 @@ class RiverModel:
         max_staleness_ms: int = 0,
         label_ttl_seconds: int = 86400,
         label_capacity: int = 100_000,
+        routed: bool = False,
     ):
         # Seldon builds the object once and forks REST and gRPC processes from it: connections
         # and the learned state are made in load(), which runs in each of them.
@@ -99,6 +105,7 @@ class RiverModel:
         )
         self.label_ttl = float(label_ttl_seconds)
         self.label_capacity = int(label_capacity)
+        self.routed = bool(routed)
         self.replica: Replica | None = None
         self._gauges = GaugeReport()
 
@@ -157,7 +164,14 @@ class RiverModel:
                 "feedback has no truth: a MODEL learns from truth.data.ndarray, truth.data.tensor or "
                 f"truth.jsonData{reward}"
             )
-        rows = self._feedback_rows(message)
+        try:
+            rows = self._feedback_rows(message)
+        except NotFound:
+            routing = ((message.get("response") or {}).get("meta") or {}).get("routing")
+            if not self.routed or routing:
+                raise
+            return payload.ack({"tags": {**self._tags(self.replica.position), "seldon_river_learned": 0}},
+                               not isinstance(feedback, dict))
         values = state.check_truth(payload.read_values(truth, "truth"), len(rows)) if has_truth else None
         position = self.replica.submit({"type": "learn", "rows": rows, "truth": values})
         figures = self.replica.read(lambda s: s.figures())

@@ -51,6 +51,7 @@ checkpoint_every: INT
 max_staleness_ms: INT
 label_ttl_seconds: INT
 label_capacity: INT
+routed: BOOL
 n_arms: INT
 policy: STRING
 epsilon: FLOAT

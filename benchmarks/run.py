@@ -6,7 +6,8 @@ Phishing dataset, one row per request unless said otherwise) is served by:
 - ``stock``: Seldon's stock wrapper around a minimal river class
   (:mod:`benchmarks.baselines.stock_river`), 1 and 2 workers;
 - ``mlserver``: MLServer 1.7.1 with a minimal river runtime, one process, in its own venv;
-- ``seldon-river``: ``model_wrappers.RiverModel`` with a SQLite learning log, 1 and 2 workers;
+- ``seldon-river``: ``model_wrappers.RiverModel`` with a SQLite learning log on the project's own
+  server (``seldon-river-microservice``), 1 and 2 workers;
 - ``floor``: a component that does no work (:mod:`benchmarks.baselines.floor`), 1 and 2 workers:
   what ``seldon-core-microservice`` itself costs, so what no component it serves can beat.
 
@@ -318,7 +319,7 @@ def make_servers(args: argparse.Namespace, workdir: Path, work: Workload) -> lis
             params = {"model_uri": str(work.folder), "state_uri": f"sqlite:///{workdir / f'river-w{workers}.db'}",
                       **river_params}
             made.append(servers.SeldonServer(workdir, f"seldon-river-w{workers}", "seldon-river", args.river_class,
-                                              params, workers, river_env))
+                                              params, workers, river_env, server="seldon-river"))
         if "floor" in args.servers:
             made.append(servers.SeldonServer(workdir, f"floor-w{workers}", "floor", servers.FLOOR_CLASS,
                                               {"fast_metrics": True}, workers, {}))
@@ -326,7 +327,7 @@ def make_servers(args: argparse.Namespace, workdir: Path, work: Workload) -> lis
             params = {"model_uri": str(work.folder), "state_uri": f"sqlite:///{workdir / f'{label}-w{workers}.db'}",
                       **river_params, **extra}
             made.append(servers.SeldonServer(workdir, f"{label}-w{workers}", label, class_path or args.river_class,
-                                              params, workers, {**river_env, **env}))
+                                              params, workers, {**river_env, **env}, server="seldon-river"))
     if "mlserver" in args.servers:
         made.append(servers.MLServer(workdir, "mlserver", work.folder, work.mlserver_venv))
     return made

@@ -219,7 +219,7 @@ class Server(Process):
 
 
 class SeldonServer(Server):
-    """``seldon-core-microservice CLASS --service-type MODEL`` with ``workers`` REST and gRPC processes.
+    """``CLASS --service-type MODEL`` under Seldon's ``seldon-core-microservice`` or ``seldon-river-microservice``.
 
     Parameters
     ----------
@@ -237,17 +237,28 @@ class SeldonServer(Server):
         Gunicorn workers, and as many gRPC processes.
     env
         Extra environment (e.g. ``GUNICORN_THREADS``).
+    server
+        ``seldon-core`` (Seldon's wrapper: ``workers`` gunicorn workers and as many gRPC processes)
+        or ``seldon-river`` (the project's server: ``workers`` processes, each serving REST and gRPC).
 
     """
 
     def __init__(self, workdir: Path, name: str, label: str, class_path: str, parameters: dict,
-                 workers: int = 1, env: dict | None = None):
+                 workers: int = 1, env: dict | None = None, server: str = "seldon-core"):
         super().__init__(workdir, name, label, workers)
         self.class_path = class_path
         self.parameters = parameters
         self.env = dict(env or {})
+        self.server = server
 
     def command(self) -> list[str]:
+        if self.server == "seldon-river":
+            return [
+                str(BIN / "seldon-river-microservice"), self.class_path, "--service-type", "MODEL",
+                "--host", "127.0.0.1", "--http-port", str(self.http), "--grpc-port", str(self.grpc),
+                "--metrics-port", str(self.metrics), "--workers", str(self.workers),
+                "--parameters", seldon_parameters(self.parameters),
+            ]
         return [
             str(BIN / "seldon-core-microservice"), self.class_path, "--service-type", "MODEL",
             "--http-port", str(self.http), "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics),
@@ -270,7 +281,7 @@ class SeldonServer(Server):
         return grpc_ready(self.grpc)
 
     def describe(self) -> dict:
-        return {**super().describe(), "class": self.class_path, "env": self.env}
+        return {**super().describe(), "class": self.class_path, "env": self.env, "server": self.server}
 
 
 class MLServer(Server):

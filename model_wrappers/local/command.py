@@ -1,6 +1,6 @@
 """``seldon-river run``: run a SeldonDeployment's graph on this machine, no cluster needed.
 
-Every graph node starts as a real ``seldon-core-microservice`` process; a gateway on
+Every graph node starts as a real ``seldon-river-microservice`` process; a gateway on
 ``127.0.0.1:8003`` serves Seldon's external API (REST, and gRPC on 8004) and walks the graph like
 Seldon's orchestrator. The same manifest later goes to a cluster unchanged::
 

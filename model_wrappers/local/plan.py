@@ -1,6 +1,6 @@
 """From a SeldonDeployment to the processes Seldon's operator would have started.
 
-Each graph node that makes calls (see :mod:`.graph`) becomes one ``seldon-core-microservice``
+Each graph node that makes calls (see :mod:`.graph`) becomes one ``seldon-river-microservice``
 process configured as the operator configures a container: ``PREDICTIVE_UNIT_ID`` (the node's
 name, which components use to find their ``meta.routing`` entry), ``PREDICTIVE_UNIT_PARAMETERS``
 (the node's parameters), the port variables, and the container's own ``env``.

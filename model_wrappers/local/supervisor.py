@@ -1,14 +1,11 @@
-"""Start every component as a real ``seldon-core-microservice`` process, watch it, stop it.
+"""Start every component as a real ``seldon-river-microservice`` process, watch it, stop it.
 
-Each process runs in its own process group: Seldon's wrapper forks a gunicorn master, its
-workers and a metrics server, and stopping the group is the only way to be sure none of them
-keeps a port after the wrapper's main process is gone. A process that exits while the run is up
-is reported once on stderr, with the tail of its log, and the rest of the group is killed.
+Each process runs in its own process group, so stopping the group leaves no process of it
+holding a port. A process that exits while the run is up is reported once on stderr, with the
+tail of its log, and the rest of the group is killed.
 
-Components get free ports on 127.0.0.1 for REST (the orchestrator's transport) and metrics.
-Seldon's wrapper binds all interfaces whatever it is told; its gRPC server is not started
-(``--grpc-workers 0``) because the orchestrator here speaks REST to components, as Seldon's
-does by default.
+Components get free ports on 127.0.0.1 for REST (the orchestrator's transport), gRPC and
+metrics, as the environment Seldon's operator sets (``PREDICTIVE_UNIT_*_SERVICE_PORT``).
 """
 
 from __future__ import annotations
@@ -75,11 +72,11 @@ def _dies_with_parent(cmd: list[str]) -> list[str]:
 
 
 def microservice_executable() -> str:
-    """``seldon-core-microservice`` next to this interpreter, else on PATH."""
-    exe = shutil.which("seldon-core-microservice", path=os.path.dirname(sys.executable))
-    exe = exe or shutil.which("seldon-core-microservice")
+    """``seldon-river-microservice`` next to this interpreter, else on PATH."""
+    exe = shutil.which("seldon-river-microservice", path=os.path.dirname(sys.executable))
+    exe = exe or shutil.which("seldon-river-microservice")
     if not exe:
-        raise StartupError("seldon-core-microservice not found: install seldon-core into this environment")
+        raise StartupError("seldon-river-microservice not found: install seldon-river into this environment")
     return exe
 
 
@@ -196,7 +193,7 @@ class Supervisor:
 
     def _spawn(self, child: Child, exe: str) -> None:
         c = child.component
-        cmd = [exe, c.class_path, "--service-type", c.service_type, "--grpc-workers", "0"]
+        cmd = [exe, c.class_path, "--service-type", c.service_type, "--host", "127.0.0.1"]
         with open(child.log, "ab") as out:
             out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             out.flush()

@@ -12,11 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=1.17.1
-CHART_REPO=${SELDON_CHART_REPO:-https://storage.googleapis.com/seldon-charts}
+CHART_REPO=${SELDON_CHART_REPO:-}
 TEMPLATE=templates/customresourcedefinition_v1_seldondeployments.machinelearning.seldon.io.yaml
 OUT=${1:-${SELDON_CRD:-../shared/crds/seldondeployment-v$VERSION.yaml}}
 
 die() { echo "fetch-crd.sh: $*" >&2; exit 1; }
+[ -n "$CHART_REPO" ] || die "set SELDON_CHART_REPO to the URL of Seldon's Helm chart repository"
 
 bash scripts/tools.sh ensure helm
 HELM=$(bash scripts/tools.sh path helm)

@@ -52,7 +52,9 @@ go_env() {
   # Never fetch another toolchain: only the module proxy is reachable.
   export GOTOOLCHAIN=local
   export GOFLAGS="-buildvcs=false -trimpath"
-  export GOPROXY=${GOPROXY:-https://proxy.golang.org}
+  # The module proxy this machine's Go is configured with.
+  GOPROXY=${GOPROXY:-$(go env GOPROXY)}
+  export GOPROXY
 }
 
 # module_dir MODULE@VERSION: downloads a module and prints its directory in the module cache.

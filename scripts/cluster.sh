@@ -248,6 +248,7 @@ stop_pids() { # stop_pids NAME...: TERM all, then KILL what is left after 15 s
 
 down() {
   [ -d "$RUN" ] || return 0
+  bash "$REPO/scripts/operator.sh" stop
   # API servers first (together), then the etcd they write to.
   stop_pids kube-apiserver kube-apiserver-bare
   stop_pids etcd

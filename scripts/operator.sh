@@ -10,6 +10,9 @@
 #     SELDON_RIVER_OPERATOR_ENV        its environment (operator.env: POD_NAMESPACE=seldon-system, ...)
 #     SELDON_RIVER_OPERATOR_NAMESPACE  where seldon-config lives (seldon-system)
 #
+#   bash scripts/operator.sh stop      (run by `cluster.sh down`) ends any manager a test left
+#                                      running, by the PID files the tests write beside it
+#
 # The manager itself is started by the tests that use it (tests/cluster/test_operator.py), one per
 # test namespace (`manager --namespace NS`), so that it reconciles only what those tests create.
 # SELDON_OPERATOR_DIR overrides where the prebuilt operator is (default ../shared/tools/seldon-operator).
@@ -18,7 +21,6 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SRC=${SELDON_OPERATOR_DIR:-$REPO/../shared/tools/seldon-operator}
 : "${SELDON_RIVER_RUN_DIR:?set SELDON_RIVER_RUN_DIR to a directory for this run}"
-: "${KUBECONFIG:?set KUBECONFIG to the kubeconfig of the test API server}"
 RUN=$SELDON_RIVER_RUN_DIR/operator
 NAMESPACE=seldon-system
 PY=${SELDON_RIVER_VENV:-$REPO/.venv}/bin/python
@@ -31,6 +33,7 @@ install() {
     [ -f "$SRC/$f" ] || die "$SRC/$f not found (set SELDON_OPERATOR_DIR)"
   done
   [ -x "$PY" ] || die "$PY not found (bash scripts/setup-python.sh)"
+  [ -n "${KUBECONFIG:-}" ] || die "set KUBECONFIG to the kubeconfig of the test API server"
   KUBECTL=$(bash "$REPO/scripts/tools.sh" path kubectl)
   mkdir -p "$RUN"
   # shared/ is read-only: run a copy.
@@ -66,7 +69,18 @@ EOF
   echo "operator.sh: Seldon's operator installed (seldon-config in $NAMESPACE, manager $RUN/manager)" >&2
 }
 
+stop() {
+  local f pid
+  for f in "$RUN"/manager-*.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    kill -TERM "$pid" 2>/dev/null || true
+    rm -f "$f"
+  done
+}
+
 case "${1:-}" in
   install) install ;;
-  *) die "usage: operator.sh install" ;;
+  stop) stop ;;
+  *) die "usage: operator.sh install|stop" ;;
 esac

@@ -139,6 +139,8 @@ class Operator:
                 [self.manager, "--metrics-addr", "0", "--namespace", self.namespace],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
+        # scripts/operator.sh stop (run by cluster.sh down) ends it by this file should the test not.
+        self.pid_file.write_text(str(self.proc.pid))
         deadline = time.monotonic() + timeout
         while "Starting workers" not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -146,6 +148,10 @@ class Operator:
                 pytest.fail(f"Seldon's operator did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.1)
         return self
+
+    @property
+    def pid_file(self) -> Path:
+        return Path(self.manager).parent / f"manager-{self.namespace}.pid"
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -155,3 +161,4 @@ class Operator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        self.pid_file.unlink(missing_ok=True)

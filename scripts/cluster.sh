@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A Kubernetes control plane reduced to what checks manifests: etcd and kube-apiserver on
-# 127.0.0.1, with Seldon Core's SeldonDeployment CRD installed. Nothing runs pods here (no
-# scheduler, no kubelet, no Seldon operator): objects are validated and stored, never executed.
+# 127.0.0.1, with Seldon Core's SeldonDeployment CRD installed and Seldon's operator installed
+# (scripts/operator.sh: its seldon-config, and its manager ready for the tests to start). Nothing
+# runs pods here (no scheduler, no kubelet): objects are validated, stored and, where a test
+# starts the operator, turned into Deployments and Services, never executed.
 #
 #   bash scripts/cluster.sh up     start, install the CRD, append exports to $SELDON_RIVER_RUN_DIR/env
 #   bash scripts/cluster.sh down   stop what `up` started (by the PIDs it saved in the run dir)
@@ -21,6 +23,8 @@
 #   SELDON_RIVER_CLUSTER=1
 #   SELDON_RIVER_LIMITED_CONTEXT, SELDON_RIVER_LIMITED_NAMESPACE, SELDON_RIVER_NO_CRD_CONTEXT
 #                                      the context names above, and the limited user's namespace
+#   SELDON_RIVER_OPERATOR, SELDON_RIVER_OPERATOR_ENV, SELDON_RIVER_OPERATOR_NAMESPACE
+#                                      Seldon's operator (see scripts/operator.sh)
 # Runs inside the loopback-only test namespace (scripts/in-netns.sh) or anywhere 127.0.0.1 is free.
 set -euo pipefail
 
@@ -220,6 +224,7 @@ up() {
     echo "export SELDON_RIVER_LIMITED_NAMESPACE=$LIMITED_NS"
     echo "export SELDON_RIVER_NO_CRD_CONTEXT=seldon-river-bare"
   } >>"$SELDON_RIVER_RUN_DIR/env"
+  bash "$REPO/scripts/operator.sh" install
   trap - EXIT
   log "cluster up in $((SECONDS - start)) s: https://127.0.0.1:$api_port (KUBECONFIG=$RUN/kubeconfig)"
 }
@@ -243,6 +248,7 @@ stop_pids() { # stop_pids NAME...: TERM all, then KILL what is left after 15 s
 
 down() {
   [ -d "$RUN" ] || return 0
+  bash "$REPO/scripts/operator.sh" stop
   # API servers first (together), then the etcd they write to.
   stop_pids kube-apiserver kube-apiserver-bare
   stop_pids etcd

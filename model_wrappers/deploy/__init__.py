@@ -9,6 +9,8 @@ Modules
 manifest
     Reading manifests (multi-document YAML, or a values file rendered with ``helm template``)
     and the checks made before anything is sent to a cluster.
+servers
+    Whether Seldon Core's operator registers each graph node's ``implementation``.
 kube
     A small client for the Kubernetes API (discovery, apply, get, delete) whose errors are one
     line long and say what the cluster answered.

@@ -7,7 +7,9 @@ against its schema; a SeldonDeployment's status is filled in by Seldon Core's op
 stays empty in a cluster where no operator runs.
 
 Every failure is one line on stderr and exit status 1: no cluster reachable, Seldon Core not
-installed, permission denied, or an object the API server (or the checks of
+installed, permission denied, a graph node's ``implementation`` that the operator's
+``seldon-config`` does not register (:mod:`model_wrappers.deploy.servers`, checked before
+anything is applied), or an object the API server (or the checks of
 :mod:`model_wrappers.deploy.manifest`) rejected, with the server's own message.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from .kube import Cluster, ClusterError, Ref
 from .manifest import SELDON_GROUP, ManifestError, check_objects, load_objects
+from .servers import DEFAULT_OPERATOR_NAMESPACE, check_implementations
 
 SELDON_API_VERSION = f"{SELDON_GROUP}/v1"
 GATEWAYS = ("istio", "ambassador", "seldon")
@@ -67,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
             "--gateway-endpoint",
             default="INGRESS_HOST:PORT",
             help="ingress address used in the printed SeldonClient example",
+        )
+        parser.add_argument(
+            "--operator-namespace",
+            default=DEFAULT_OPERATOR_NAMESPACE,
+            help="namespace of Seldon Core's operator, whose seldon-config ConfigMap must register "
+            f"every graph node's implementation in predictor_servers (default: {DEFAULT_OPERATOR_NAMESPACE})",
         )
         parser.add_argument(
             "--wait",
@@ -122,6 +131,9 @@ def deploy(args: argparse.Namespace) -> int:
     objects = _load(args, args.manifest)
     cluster = Cluster(args.kubeconfig, args.context)
     pairs = _resolve(cluster, objects, args.namespace)
+    note = check_implementations(cluster, objects, args.operator_namespace)
+    if note:
+        print(note)
     suffix = " (server dry run)" if args.dry_run else ""
     applied: list[tuple[Ref, dict]] = []
     for obj, ref in pairs:

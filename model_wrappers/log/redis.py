@@ -8,6 +8,8 @@ manifests do) for an acknowledged feedback to survive a Redis crash.
 
 from __future__ import annotations
 
+import os
+
 import redis
 
 from .base import Checkpoint, EventLog, LogUnavailable
@@ -45,13 +47,19 @@ end
 """
 
 
+# The password sent to Redis when the URI carries none (a Kubernetes Secret reaches a container
+# as an environment variable, and the URI is a graph parameter anyone reading the deployment sees).
+PASSWORD_ENV = "SELDON_RIVER_REDIS_PASSWORD"
+
+
 class RedisLog(EventLog):
     """Learning log in a Redis server.
 
     Parameters
     ----------
     url
-        ``redis://host:port/db``.
+        ``redis://host:port/db``; a password in it (``redis://:password@host:port/db``) wins
+        over the environment variable ``SELDON_RIVER_REDIS_PASSWORD``.
     name
         Log name; keys are ``seldon-river:{name}:*``.
     ttl
@@ -73,7 +81,8 @@ class RedisLog(EventLog):
         self._records = f"{prefix}:predictions"
         self._record_order = f"{prefix}:prediction-order"
         self._redis = redis.Redis.from_url(
-            url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=10
+            url, password=os.environ.get(PASSWORD_ENV) or None,
+            socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=10,
         )
         self._append = self._redis.register_script(APPEND)
         self._save = self._redis.register_script(SAVE_CHECKPOINT)

@@ -118,9 +118,12 @@ def test_notes_tell_how_to_predict_and_feed_back(example, tmp_path):
         ({"router": {"enabled": False}}, "exactly one model"),
         ({"models": [{"name": "m", "modelUri": "s3://b/m"}, {"name": "m", "modelUri": "s3://b/n"}]}, "must be unique"),
         ({"state": {"backend": "etcd"}}, "value must be one of"),
+        ({"modelServer": {"implementation": "RIVER_SERVER", "rcloneConfig": {"ACCESS_KEY": "k"}}}, "ACCESS_KEY"),
+        ({"state": {"backend": "redis", "redis": {"passwordSecret": "Not A Name"}}}, "passwordSecret"),
     ],
     ids=["unknown-policy", "unknown-model-parameter", "quantile-out-of-range", "sqlite-with-replicas",
-         "two-models-without-router", "repeated-node-name", "unknown-backend"],
+         "two-models-without-router", "repeated-node-name", "unknown-backend", "rclone-setting-not-rclone",
+         "password-secret-not-a-name"],
 )
 def test_bad_values_are_refused_with_the_reason(values, message, tmp_path):
     file = tmp_path / "values.yaml"

@@ -9,9 +9,11 @@ against the schemas a cluster uses and against the components they run.
   against Kubernetes' own schemas (kubernetes-validate).
 - The graph fits the components: each node is a container running the class its type needs
   (MODEL_NAME), with parameters that class's ``__init__`` accepts, parsed by Seldon's own
-  parameter parser; routers learn (routing injection), the state backend fits the replicas,
-  containers are locked down, metrics are scraped, and the images are the ones
-  scripts/docker.sh builds.
+  parameter parser; routers learn (routing injection), feedback passes the outlier detector
+  (SEND_FEEDBACK), the state backend fits the replicas, containers are locked down, metrics are
+  scraped, the images are the ones scripts/docker.sh builds, every Secret a pod reads is in the
+  file, and the Redis shipped with a graph fsyncs every write, requires a password and is
+  reachable from the graph's pods only.
 
 Nothing here runs a pod; tests/cluster applies the same files to a real API server.
 """
@@ -503,3 +505,79 @@ def test_s2i_settings_name_a_component_and_its_parameters(source):
 
 def test_s2i_has_a_model_source():
     assert "model" in [p.name for p in S2I_SOURCES], "scripts/docker.sh builds s2i/model"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_feedback_passes_the_outlier_detector(source):
+    for sdep in sdeps(load(source)):
+        for p in sdep["spec"]["predictors"]:
+            for node in nodes(p["graph"]):
+                if node["type"] == "TRANSFORMER":
+                    # Seldon's orchestrator forwards feedback through a node only when it is a
+                    # MODEL or ROUTER or lists SEND_FEEDBACK; TRANSFORM_INPUT keeps its predictions.
+                    assert {"TRANSFORM_INPUT", "SEND_FEEDBACK"} <= set(node.get("methods") or []), (
+                        f"node {node['name']}: methods {node.get('methods')}, expected TRANSFORM_INPUT and SEND_FEEDBACK"
+                    )
+
+
+def pod_templates(docs: list[dict]) -> list[dict]:
+    """Every pod a file makes: the componentSpecs of its SeldonDeployments and its Deployments' templates."""
+    found = [spec for d in sdeps(docs) for p in d["spec"]["predictors"] for spec in p["componentSpecs"]]
+    return found + [d["spec"]["template"] for d in docs if d.get("kind") == "Deployment"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_secret_a_pod_reads_is_in_the_file(source):
+    docs = load(source)
+    secrets = {d["metadata"]["name"] for d in docs if d.get("kind") == "Secret"}
+    for template in pod_templates(docs):
+        spec = template["spec"]
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            read = {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
+            read |= {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
+                     if "secretKeyRef" in (e.get("valueFrom") or {})}
+            assert read <= secrets, f"container {c['name']} reads Secrets {sorted(read - secrets)}, not in the file"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_pods_run_as_the_operators_user_with_a_writable_state_volume(source):
+    for sdep in sdeps(load(source)):
+        sc = sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["securityContext"]
+        assert sc.get("runAsNonRoot") is True and sc.get("runAsUser") == 8888 and sc.get("fsGroup") == 8888, sc
+        assert sc.get("seccompProfile") == {"type": "RuntimeDefault"}, sc
+
+
+def _redis_of(docs: list[dict]) -> dict | None:
+    deployments = [d for d in docs if d.get("kind") == "Deployment"
+                   and any(c["name"] == "redis" for c in d["spec"]["template"]["spec"]["containers"])]
+    return deployments[0] if deployments else None
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_redis_shipped_fsyncs_requires_a_password_and_admits_the_graph_only(source):
+    docs = load(source)
+    redis = _redis_of(docs)
+    if redis is None:
+        return
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--appendfsync") + 1] == "always", args
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)", args
+    env = {e["name"]: e for e in container["env"]}
+    secret = env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == secret, "the readiness probe must authenticate"
+    for sdep in sdeps(docs):
+        for name, c in containers(sdep["spec"]["predictors"][0]).items():
+            sent = {e["name"]: e for e in c.get("env", [])}.get("SELDON_RIVER_REDIS_PASSWORD")
+            assert sent and sent["valueFrom"]["secretKeyRef"] == secret, f"{name} does not send Redis's password"
+    (policy,) = [d for d in docs if d.get("kind") == "NetworkPolicy"]
+    redis_labels = redis["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    allowed = peer["podSelector"]["matchLabels"]
+    graph_labels = sdeps(docs)[0]["spec"]["predictors"][0]["componentSpecs"][0]["metadata"]["labels"]
+    assert allowed.items() <= graph_labels.items(), "the graph's pods are not admitted"
+    assert not allowed.items() <= redis_labels.items(), "the policy admits more than the graph's pods"
+    assert [p["port"] for p in rule["ports"]] == [container["ports"][0]["name"]]

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,68 @@ class Tool:
 
     def json(self, *args: str) -> dict:
         return json.loads(self(*args, "-o", "json").stdout)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (values optionally single-quoted), as ``operator.env`` holds them."""
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip("'")
+    return values
+
+
+class Operator:
+    """Seldon's operator (the prebuilt manager) reconciling one namespace, run as a process.
+
+    Restricted to a namespace, the manager reads only that namespace, so it is installed there
+    as Seldon's chart does for a single-namespace operator: its seldon-config ConfigMap is copied
+    into the namespace (:meth:`install_config`) and read from there (POD_NAMESPACE).
+    """
+
+    def __init__(self, manager: str, env_file: str, namespace: str, log: Path):
+        self.manager, self.namespace, self.log = manager, namespace, log
+        self.env = {**os.environ, **read_env_file(Path(env_file)), "POD_NAMESPACE": namespace}
+        self.proc: subprocess.Popen | None = None
+
+    def install_config(self, kubectl: "Tool", source_namespace: str, without: tuple[str, ...] = ()) -> None:
+        """Copies seldon-config from ``source_namespace``, minus the predictor_servers ``without``."""
+        config = kubectl.json("-n", source_namespace, "get", "configmap", "seldon-config")
+        servers = json.loads(config["data"]["predictor_servers"])
+        for name in without:
+            servers.pop(name)
+        copy = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "seldon-config", "namespace": self.namespace},
+                "data": {**config["data"], "predictor_servers": json.dumps(servers)}}
+        kubectl("create", "-f", "-", input=json.dumps(copy))
+
+    def start(self, timeout: float = 60) -> "Operator":
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [self.manager, "--metrics-addr", "0", "--namespace", self.namespace],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        # scripts/operator.sh stop (run by cluster.sh down) ends it by this file should the test not.
+        self.pid_file.write_text(str(self.proc.pid))
+        deadline = time.monotonic() + timeout
+        while "Starting workers" not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"Seldon's operator did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        return self
+
+    @property
+    def pid_file(self) -> Path:
+        return Path(self.manager).parent / f"manager-{self.namespace}.pid"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.pid_file.unlink(missing_ok=True)

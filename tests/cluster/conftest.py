@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterkit import CHART, REPO, Tool, missing
+from clusterkit import CHART, REPO, Operator, Tool, missing
 
 @pytest.fixture(scope="session")
 def cluster_env() -> dict[str, str]:
@@ -78,3 +78,34 @@ def namespace(kubectl, request) -> str:
     kubectl("create", "namespace", name)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def operator_env(cluster_env) -> dict[str, str]:
+    """The variables ``scripts/operator.sh install`` exports (run by ``cluster.sh up``)."""
+    names = ("SELDON_RIVER_OPERATOR", "SELDON_RIVER_OPERATOR_ENV", "SELDON_RIVER_OPERATOR_NAMESPACE")
+    absent = [n for n in names if not os.environ.get(n)]
+    if absent:
+        missing(f"{', '.join(absent)} not set: scripts/cluster.sh up installs Seldon's operator (scripts/operator.sh)")
+    assert os.access(os.environ["SELDON_RIVER_OPERATOR"], os.X_OK), "SELDON_RIVER_OPERATOR is not executable"
+    return {n: os.environ[n] for n in names}
+
+
+@pytest.fixture
+def start_operator(operator_env, kubectl, tmp_path):
+    """Starts Seldon's operator on a namespace, installed there with the seldon-config of
+    ``scripts/operator.sh`` less the predictor_servers in ``without``, and a ``default``
+    ServiceAccount (which no controller-manager makes here); stops them when the test ends."""
+    started = []
+
+    def start(namespace: str, without: tuple[str, ...] = ()) -> Operator:
+        kubectl("-n", namespace, "create", "serviceaccount", "default")
+        operator = Operator(operator_env["SELDON_RIVER_OPERATOR"], operator_env["SELDON_RIVER_OPERATOR_ENV"],
+                            namespace, tmp_path / f"operator-{namespace}.log")
+        operator.install_config(kubectl, operator_env["SELDON_RIVER_OPERATOR_NAMESPACE"], without)
+        started.append(operator)
+        return operator.start()
+
+    yield start
+    for operator in started:
+        operator.stop()

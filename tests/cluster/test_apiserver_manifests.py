@@ -3,8 +3,9 @@
 What this proves: every object is valid for the API server (schema, strict field validation,
 admission), is stored as written (nothing pruned), can be listed and deleted; the chart installs,
 upgrades, rolls back and uninstalls as a Helm release; broken manifests are refused with the
-server's own message. What it cannot prove: nothing runs the pods (no Seldon operator, no
-scheduler, no kubelet), so a SeldonDeployment's status stays empty.
+server's own message. No Seldon operator watches the namespaces used here, so a
+SeldonDeployment's status stays empty; what the operator makes of the same files is checked by
+test_operator.py, on namespaces of its own.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def check_manifest_lifecycle(kubectl, path: Path, namespace: str) -> None:
                 f"the API server stored a different spec for {name}:\n"
                 f"sent {json.dumps(sdep['spec'])}\nstored {json.dumps(stored['spec'])}"
             )
-            assert "status" not in stored or not stored["status"], "no operator runs here, yet a status appeared"
+            assert "status" not in stored or not stored["status"], "no operator watches this namespace, yet a status appeared"
     finally:
         kubectl("delete", "-f", path, *ns_args, "--wait=true", "--timeout=60s")
     for sdep in sdeps:

@@ -241,3 +241,20 @@ def test_values_file_is_rendered_with_the_chart(seldon_river, kubectl, helm, cha
     assert kubectl("get", "sdep", "-n", namespace, "-o", "name").stdout.strip()
     seldon_river("undeploy", values, "-n", namespace, "--chart", chart, "--helm", helm.argv0[0])
     assert kubectl("get", "sdep", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
+SINGLE_MODEL = REPO / "manifests" / "single-model.yaml"
+
+
+def test_deploy_without_the_operators_config_says_where_it_looked(seldon_river, kubectl, namespace):
+    proc = seldon_river("deploy", SINGLE_MODEL, "-n", namespace, "--operator-namespace", "no-operator-here", check=False)
+    assert_one_line_error(proc, "ConfigMap seldon-config in namespace no-operator-here not found",
+                          "implementation RIVER_SERVER", "--operator-namespace")
+    assert kubectl("get", "sdep,secrets,pvc", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
+def test_a_user_who_may_not_read_the_operators_config_is_told_it_was_not_checked(seldon_river, cluster_env):
+    proc = seldon_river("deploy", SINGLE_MODEL, "--context", cluster_env["SELDON_RIVER_LIMITED_CONTEXT"], check=False)
+    assert "was not checked" in proc.stdout and "permission denied" in proc.stdout, proc.stdout
+    # The refusal that follows is the RBAC one, still one line.
+    assert_one_line_error(proc, "permission denied")

@@ -30,6 +30,17 @@ app.kubernetes.io/instance: {{ include "seldon-river.fullname" . }}
 {{- printf "%s-redis" (include "seldon-river.fullname" .) -}}
 {{- end -}}
 
+{{/* The Secret holding the Redis password, "" when no password is sent. */}}
+{{- define "seldon-river.redisPasswordSecret" -}}
+{{- if eq .Values.state.backend "redis" -}}
+{{- if .Values.state.redis.passwordSecret -}}
+{{- .Values.state.redis.passwordSecret -}}
+{{- else if not .Values.state.redis.url -}}
+{{- printf "%s-auth" (include "seldon-river.redisName" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The learning-state URI every component gets as its state_uri parameter. */}}
 {{- define "seldon-river.stateUri" -}}
 {{- if eq .Values.state.backend "redis" -}}
@@ -95,7 +106,8 @@ Call with (dict "params" $params "root" $).
 {{- end -}}
 
 {{/*
-One component container. Call with (dict "root" $ "name" NAME "class" CLASS "type" TYPE "index" N):
+One component container. Call with (dict "root" $ "name" NAME "class" CLASS "type" TYPE "index" N
+"model" BOOL), model true for a model node, whose folder the storage initializer fills:
 ports are 9000+N (REST), 9500+N (gRPC) and 6000+N (metrics) because all components share a pod.
 What each setting is for is told once, in the comment heading seldondeployment.yaml.
 */}}
@@ -109,6 +121,13 @@ What each setting is for is told once, in the comment heading seldondeployment.y
       value: {{ .class }}
     - name: SERVICE_TYPE
       value: {{ .type }}
+    {{- with include "seldon-river.redisPasswordSecret" $root }}
+    - name: SELDON_RIVER_REDIS_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ . }}
+          key: password
+    {{- end }}
   ports:
     - name: http
       containerPort: {{ add 9000 .index }}
@@ -154,6 +173,41 @@ What each setting is for is told once, in the comment heading seldondeployment.y
       mountPath: /tmp
     - name: state
       mountPath: /var/lib/seldon-river
+    {{- if .model }}
+    - name: {{ .name }}-provision-location
+      mountPath: /mnt/models
+      readOnly: true
+    {{- end }}
+{{- end -}}
+
+{{/*
+The storage initializer of one model (call with (dict "root" $ "model" MODEL)): what Seldon's
+operator would inject for it, under the name the operator looks for, locked down.
+*/}}
+{{- define "seldon-river.storageInitializer" -}}
+{{- $root := .root -}}
+{{- $si := $root.Values.modelServer.storageInitializer -}}
+- name: {{ .model.name }}-model-initializer
+  image: {{ $si.image }}
+  imagePullPolicy: IfNotPresent
+  args:
+    - {{ .model.modelUri }}
+    - /mnt/models
+  {{- with $root.Values.modelServer.rcloneSecret }}
+  envFrom:
+    - secretRef:
+        name: {{ . }}
+  {{- end }}
+  resources:
+    {{- toYaml $si.resources | nindent 4 }}
+  securityContext:
+    allowPrivilegeEscalation: false
+    capabilities:
+      drop:
+        - ALL
+  volumeMounts:
+    - name: {{ .model.name }}-provision-location
+      mountPath: /mnt/models
 {{- end -}}
 
 {{/* Checks what the schema cannot: how the graph's parts fit together. */}}
@@ -189,12 +243,6 @@ implementation: {{ . }}
 {{- end }}
 {{- with .modelUri }}
 modelUri: {{ . }}
-{{- end }}
-{{- with .envSecretRefName }}
-envSecretRefName: {{ . }}
-{{- end }}
-{{- with .storageInitializerImage }}
-storageInitializerImage: {{ . }}
 {{- end }}
 {{- with .methods }}
 methods:

@@ -139,7 +139,9 @@ def wait_reconciled(kubectl, namespace: str, path: Path, operator: Operator, tim
         services = kubectl.json("-n", namespace, "get", "services", "-l", selector)["items"]
         if status.get("state") == "Failed":
             pytest.fail(f"the operator failed {name}: {status.get('description')}")
-        if status.get("state") and len(deployments) == wanted_deployments and len(services) == wanted_services:
+        # The operator fills the status in over several passes; the address comes last.
+        done = status.get("state") and status.get("address")
+        if done and len(deployments) == wanted_deployments and len(services) == wanted_services:
             return Reconciled(namespace, path, stored, status, deployments, services)
         if time.monotonic() > deadline:
             pytest.fail(

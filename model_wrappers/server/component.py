@@ -12,15 +12,19 @@ Messages are JSON-style dicts over REST and protobuf over gRPC, as the wrapper h
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dataclasses
 import importlib
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from ..request_context import Call, current
 from .metrics import CustomMetrics
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,10 @@ class Method:
     label: str
     passes_through: bool = False  # without a hook, the message goes on unchanged
 
+
+# Predictions and routing only read the learned state; the others may write it (feedback, and
+# transforms, which may learn from what passes).
+ON_LOOP = frozenset({"predict", "route"})
 
 METHODS = {
     "predict": Method("predict_raw", "predict"),
@@ -162,6 +170,20 @@ class Component:
 
     def has(self, method: str) -> bool:
         return self._hooks[method] is not None
+
+    async def serve(self, method: str, message, call: Call, pool: ThreadPoolExecutor):
+        """:meth:`call` with ``call`` as the request context: on the event loop for the methods
+        that only read the learned state (:data:`ON_LOOP`), else on ``pool``, where durable
+        appends of concurrent calls share one transaction."""
+        if method in ON_LOOP:
+            token = current.set(call)
+            try:
+                return self.call(method, message)
+            finally:
+                current.reset(token)
+        context = contextvars.copy_context()
+        context.run(current.set, call)
+        return await asyncio.get_running_loop().run_in_executor(pool, context.run, self.call, method, message)
 
     def call(self, method: str, message):
         """Serve one call of ``method``; returns the reply (same kind as ``message``) or raises ComponentError."""

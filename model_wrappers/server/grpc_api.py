@@ -10,17 +10,14 @@ bytes that are not the expected message are ``INVALID_ARGUMENT``.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from ..request_context import PUID_METADATA, Call, current
+from ..request_context import PUID_METADATA, Call
 from . import wire
 from .component import Component, ComponentError, as_component_error
-from .rest import ON_LOOP
 
 logger = logging.getLogger(__name__)
 
@@ -89,18 +86,7 @@ class GrpcApi:
         for key, value in rpc_context.invocation_metadata() or ():
             if key == PUID_METADATA:
                 puid = value
-        call = Call(puid=puid or None)
-        if method in ON_LOOP:
-            token = current.set(call)
-            try:
-                reply = self.component.call(method, request)
-            finally:
-                current.reset(token)
-        else:
-            context = contextvars.copy_context()
-            context.run(current.set, call)
-            reply = await asyncio.get_running_loop().run_in_executor(
-                self.pool, context.run, self.component.call, method, request)
+        reply = await self.component.serve(method, request, Call(puid=puid or None), self.pool)
         try:
             return wire.to_message(reply)
         except Exception as exc:

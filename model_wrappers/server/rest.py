@@ -15,8 +15,6 @@ concurrent calls can share one transaction (see :mod:`model_wrappers.log.group_c
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import json
 import logging
 import urllib.parse
@@ -45,7 +43,6 @@ ROUTES = {
 }
 STATUS_PATHS = ("/health/status", "/api/v1.0/health/status")
 METADATA_PATHS = ("/metadata", "/api/v1.0/metadata")
-ON_LOOP = frozenset({"predict", "route"})
 JSON_HEADERS = [(b"content-type", b"application/json")]
 TEXT_HEADERS = [(b"content-type", b"text/html; charset=utf-8")]
 DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -87,7 +84,24 @@ def parse_body(body: bytes, content_type: str, query: dict[str, list[str]]):
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
 
-class RestApp:
+class _App:
+    """An ASGI application answering HTTP only (no lifespan work, no websockets)."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        status, headers, body = await self._serve(scope, receive)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _serve(self, scope, receive):  # pragma: no cover - defined by subclasses
+        raise NotImplementedError
+
+
+class RestApp(_App):
     """The ASGI application for one component.
 
     Parameters
@@ -105,16 +119,6 @@ class RestApp:
         self.component = component
         self.pool = pool
         self.max_body = max_body
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        status, headers, body = await self._serve(scope, receive)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
     async def _serve(self, scope, receive):
         path = scope["path"]
@@ -153,18 +157,7 @@ class RestApp:
             raise BadRequest(f"expected a Feedback (a JSON object), got {type(message).__name__}")
         puid = headers.get(b"seldon-puid")
         call = Call(puid=puid.decode("latin-1") if puid else None, query=query)
-        if method in ON_LOOP:
-            token = current.set(call)
-            try:
-                reply = self.component.call(method, message)
-            finally:
-                current.reset(token)
-        else:
-            context = contextvars.copy_context()
-            context.run(current.set, call)
-            reply = await asyncio.get_running_loop().run_in_executor(
-                self.pool, context.run, self.component.call, method, message)
-        reply = wire.to_json(reply)
+        reply = wire.to_json(await self.component.serve(method, message, call, self.pool))
         status = 200
         if method == "predict" and isinstance(reply, dict):
             # As Seldon's wrapper: a reply carrying a status code is answered with it.
@@ -202,23 +195,14 @@ async def _lifespan(receive, send):
             return
 
 
-class MetricsApp:
+class MetricsApp(_App):
     """Prometheus' scrape endpoint: ``/prometheus`` and ``/metrics`` (and the operator's path)."""
 
     def __init__(self, stores, paths: tuple[str, ...]):
         self.stores = stores
         self.paths = paths
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
+    async def _serve(self, scope, receive):
         if scope["path"] in self.paths:
-            status, body = 200, exposition(self.stores)
-            headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
-        else:
-            status, body, headers = 404, b"metrics are at " + " ".join(self.paths).encode(), TEXT_HEADERS
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            return 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], exposition(self.stores)
+        return 404, TEXT_HEADERS, b"metrics are at " + " ".join(self.paths).encode()

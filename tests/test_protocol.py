@@ -68,11 +68,14 @@ NUMBERS = st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.integer
 TENSOR = st.fixed_dictionaries(
     {}, optional={"shape": st.lists(INT32, max_size=3), "values": NUMBERS | st.lists(NON_FINITE, max_size=2)}
 )
-NDARRAY = st.lists(st.lists(st.floats() | st.integers(-(2**60), 2**60), max_size=4), max_size=4) | st.lists(JSON, max_size=4)
+ROWS = st.lists(st.lists(st.floats() | st.integers(-(2**60), 2**60), max_size=4), max_size=4)
+NDARRAY = ROWS | st.lists(JSON, max_size=4)
 TFTENSOR = st.fixed_dictionaries(
     {"dtype": st.sampled_from(["DT_FLOAT", "DT_INT64", "DT_STRING", "DT_DOUBLE_REF"])},
     optional={
-        "tensorShape": st.fixed_dictionaries({"dim": st.lists(st.fixed_dictionaries({"size": st.integers(0, 9).map(str)}), max_size=3)}),
+        "tensorShape": st.fixed_dictionaries(
+            {"dim": st.lists(st.fixed_dictionaries({"size": st.integers(0, 9).map(str)}), max_size=3)}
+        ),
         "floatVal": st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), max_size=4),
         "int64Val": st.lists(st.integers(-(2**63), 2**63 - 1).map(str), max_size=3),
         "stringVal": st.lists(st.binary(max_size=6).map(lambda b: base64.b64encode(b).decode()), max_size=3),
@@ -139,8 +142,12 @@ LOOSE = st.fixed_dictionaries(
     optional={
         "data": st.dictionaries(st.sampled_from(["names", "tensor", "ndarray", "tftensor", "bogus"]), JSON, max_size=3)
         | st.fixed_dictionaries({"tensor": st.dictionaries(st.sampled_from(["shape", "values"]), JSON)}),
-        "meta": st.dictionaries(st.sampled_from(["puid", "tags", "routing", "requestPath", "metrics", "x"]), JSON, max_size=3)
-        | st.fixed_dictionaries({"metrics": st.lists(st.dictionaries(st.sampled_from(["key", "type", "value", "tags"]), JSON))}),
+        "meta": st.dictionaries(
+            st.sampled_from(["puid", "tags", "routing", "requestPath", "metrics", "x"]), JSON, max_size=3
+        )
+        | st.fixed_dictionaries(
+            {"metrics": st.lists(st.dictionaries(st.sampled_from(["key", "type", "value", "tags"]), JSON))}
+        ),
         "jsonData": JSON,
         "strData": JSON,
         "binData": JSON | TEXT,
@@ -227,7 +234,8 @@ def test_every_message_has_seldons_definition(seldon):
         assert [f.json_name for f in ours.fields] == [f.json_name for f in descriptor.fields], name
         enums = [(e.full_name, [(v.name, v.number) for v in e.values]) for e in descriptor.enum_types]
         assert [(e.full_name, [(v.name, v.number) for v in e.values]) for e in ours.enum_types] == enums
-    data_type = prediction_pb2.DefaultData.DESCRIPTOR.fields_by_name["tftensor"].message_type.fields_by_name["dtype"].enum_type
+    tftensor = prediction_pb2.DefaultData.DESCRIPTOR.fields_by_name["tftensor"].message_type
+    data_type = tftensor.fields_by_name["dtype"].enum_type
     assert [(v.name, v.number) for v in protocol.POOL.FindEnumTypeByName("tensorflow.DataType").values] == [
         (v.name, v.number) for v in data_type.values
     ]
@@ -334,7 +342,8 @@ def test_other_messages_bytes_equal_seldons(seldon, messages, name):
         assume(False)
     json_format.ParseDict(listed, ours, descriptor_pool=protocol.POOL)
     assert _bytes(ours) == _bytes(theirs)
-    metadata = {"name": name, "versions": [name], "inputs": [{"messagetype": "tensor", "shape": ["2", "-1"], "schema": {"names": [name]}}], "custom": {name: "x"}}
+    inputs = [{"messagetype": "tensor", "shape": ["2", "-1"], "schema": {"names": [name]}}]
+    metadata = {"name": name, "versions": [name], "inputs": inputs, "custom": {name: "x"}}
     graph = {"name": name, "models": {name: metadata}, "outputs": metadata["inputs"]}
     for cls_name, source in (("SeldonModelMetadata", metadata), ("SeldonGraphMetadata", graph)):
         theirs = json_format.ParseDict(source, getattr(prediction_pb2, cls_name)())
@@ -404,7 +413,10 @@ COMMON = [
     {"data": {"names": ["a", "b"], "tensor": {"shape": [2, 2], "values": [1.0, 2, -3.5, 0.0]}}, "meta": {"puid": "x"}},
     {"data": {"names": ["a"], "ndarray": [[1.5, "s", True, None, {"k": [1]}]]}},
     {"data": {"ndarray": []}, "meta": {"tags": {"model": "m", "n": 2}, "routing": {"r": 1}, "requestPath": {"m": "i"}}},
-    {"jsonData": {"x": 1, "y": [None, False]}, "meta": {"metrics": [{"key": "c", "type": "GAUGE", "value": 2.5, "tags": {"a": "b"}}]}},
+    {
+        "jsonData": {"x": 1, "y": [None, False]},
+        "meta": {"metrics": [{"key": "c", "type": "GAUGE", "value": 2.5, "tags": {"a": "b"}}]},
+    },
     {"strData": "text", "status": {"code": 400, "info": "bad", "reason": "r", "status": "FAILURE"}},
     {"data": {}, "meta": {}},
     {},
@@ -508,7 +520,8 @@ def test_bad_bytes_are_a_protocol_error(raw):
 
 
 def test_tftensor_is_kept_and_written():
-    source = {"data": {"tftensor": {"dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "2"}]}, "floatVal": [1.5, 2.0]}}}
+    tensor = {"dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "2"}]}, "floatVal": [1.5, 2.0]}
+    source = {"data": {"tftensor": tensor}}
     message = dict_to_message(source)
     assert message.data.tftensor.dtype == protocol.DataType.Value("DT_FLOAT")
     assert list(message.data.tftensor.float_val) == [1.5, 2.0]
@@ -521,6 +534,9 @@ def test_custom_data_holds_any_message_of_the_protocol():
     inner = protocol.Tensor()
     assert message.customData.Unpack(inner) and list(inner.values) == [2.0]
     assert message_to_dict(message) == source
+    message.customData.type_url = "type.googleapis.com/app.Own"
+    with pytest.raises(ProtocolError, match="customData.*app.Own"):
+        message_to_dict(message)
 
 
 def test_bin_data_is_base64_both_alphabets():

@@ -15,7 +15,9 @@ which then also words the error; both paths give the same message. When writing,
 Differences from Seldon's wrapper: input that is not a JSON object (including ``None``, which
 Seldon reads as an empty message) is refused; errors are :class:`ProtocolError` rather than
 ``SeldonMicroserviceException``; a NaN or infinity inside ``ndarray``/``jsonData`` is written as a
-string whatever the protobuf version (newer protobuf refuses to write it at all).
+string whatever the protobuf version (newer protobuf refuses to write it at all); a
+``customData`` can hold the protocol's messages and protobuf's well-known types, not an
+application's own messages (Seldon looks those up in protobuf's default pool).
 
 Examples
 --------
@@ -38,7 +40,7 @@ import math
 import struct
 from typing import Any, Callable
 
-from google.protobuf import descriptor_pool, json_format
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from .messages import POOL, Feedback, Metric, ProtocolError, SeldonMessage, Status
@@ -214,16 +216,13 @@ def _enum_out(enum, number: int) -> str | int:
 def _generic_out(message: Message, field: str) -> dict:
     """A rarely used field's message, through protobuf's generic conversion.
 
-    ``customData`` may hold a message of the application's own (generated into protobuf's default
-    pool) as well as a Seldon one, so both pools are tried.
+    A ``customData`` resolves against :data:`POOL`: it may hold any message of the protocol or a
+    well-known type (the same when reading).
     """
-    error: Exception | None = None
-    for pool in (POOL, descriptor_pool.Default()):
-        try:
-            return json_format.MessageToDict(message, descriptor_pool=pool)
-        except Exception as failure:  # noqa: BLE001 - json_format raises several types
-            error = failure
-    raise ProtocolError(f"cannot write {field} as JSON: {error}")
+    try:
+        return json_format.MessageToDict(message, descriptor_pool=POOL)
+    except Exception as error:  # noqa: BLE001 - json_format raises several types
+        raise ProtocolError(f"cannot write {field} as JSON: {error}") from None
 
 
 # -- JSON to protobuf ------------------------------------------------------------------------

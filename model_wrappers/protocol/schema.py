@@ -290,7 +290,7 @@ def _message(out: descriptor_pb2.DescriptorProto, message: Message, package: str
         if field.kind.startswith("map<"):
             _map_field(out, target, field, scope, package)
         else:
-            _set_kind(target, field.kind, lambda name: f".{scope}.{name}" if name in local else _absolute(name, package))
+            _set_kind(target, field.kind, lambda n: f".{scope}.{n}" if n in local else _absolute(n, package))
         if field.packed:
             target.options.packed = True
         if field.oneof is not None:

@@ -46,20 +46,20 @@ import random
 from google.protobuf.message import Message
 
 from . import payload, seldon_metrics
+from .adapter_support import (
+    ALREADY_LEARNED_TAG, LEARNED_TAG, METRIC_PREFIX, Feedback, call_puid, prediction_puid,
+)
+from .checks import count_rows
 from .config import StateSettings, fingerprint, unit_id
 from .errors import InvalidInput, StateUnavailable, seldon_errors
 from .learning.router import RouterSettings, RouterState, reward_event
 from .log import LogUnavailable
 from .log.replica import Replica
-from .request_context import current_puid
-from .adapter_support import METRIC_PREFIX
+from .stock_wrapper import StockWrapperSupport
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_UNIT = "router"
-MESSAGE_FIELDS = {"status", "meta", "data", "binData", "strData", "jsonData", "customData"}
-
-
 def arm_metrics(arms: list[dict]) -> list[dict]:
     """Per-arm GAUGEs (tagged ``arm``): rewarded rows, feedbacks and mean reward."""
     metrics = []
@@ -72,27 +72,7 @@ def arm_metrics(arms: list[dict]) -> list[dict]:
     return metrics
 
 
-def count_rows(message: dict) -> int | None:
-    """Rows of a request message (None when it carries no payload)."""
-    data = message.get("data")
-    if isinstance(data, dict):
-        if isinstance(data.get("ndarray"), list):
-            array = data["ndarray"]
-            return len(array) if array and all(isinstance(r, list) for r in array) else 1
-        if isinstance(data.get("tensor"), dict):
-            shape = data["tensor"].get("shape") or []
-            return int(shape[0]) if len(shape) >= 2 else 1
-        if isinstance(data.get("tftensor"), dict):
-            dims = (data["tftensor"].get("tensorShape") or {}).get("dim") or []
-            return int(dims[0].get("size", 1)) if len(dims) >= 2 else 1
-    if message.get("jsonData") is not None:
-        return len(message["jsonData"]) if isinstance(message["jsonData"], list) else 1
-    if any(message.get(k) is not None for k in ("strData", "binData", "customData")):
-        return 1
-    return None
-
-
-class BanditRouter:
+class BanditRouter(StockWrapperSupport):
     """Seldon ROUTER choosing a child with a :mod:`river.bandit` policy and learning from rewards.
 
     Parameters
@@ -183,12 +163,9 @@ class BanditRouter:
         # The policy is not contextual: the payload is not read, only checked to be a message.
         as_proto = isinstance(request, Message)
         if not as_proto:
-            unknown = sorted(set(payload.to_dict(request)) - MESSAGE_FIELDS)
-            if unknown:
-                fields = ", ".join(sorted(MESSAGE_FIELDS))
-                raise InvalidInput(f"expected a SeldonMessage (fields {fields}), got unknown fields {unknown}")
+            payload.to_dict(request)
+        puid = call_puid()
         arm, arms = self.replica.read(lambda state: (state.choose(self.rng), state.arms()))
-        puid = current_puid()
         if puid:
             # A feedback that comes back without meta.routing (label-only, or no routing
             # injection) still names the arm through its request id.
@@ -207,19 +184,20 @@ class BanditRouter:
 
     @seldon_errors
     def send_feedback_raw(self, feedback):
-        message = payload.feedback_to_dict(feedback)
-        response = message.get("response") or {}
-        routing = (response.get("meta") or {}).get("routing") or {}
-        if not isinstance(routing, dict):
-            raise InvalidInput(f"response.meta.routing must be an object of node names to arms, got {routing!r}")
-        arm = routing.get(self.unit)
+        read = Feedback.read(feedback)
+        message = read.message
+        arm = read.routing.get(self.unit)
         if arm is None and "reward" not in message:
             # A label for the models below (the orchestrator sends feedback to every node):
             # nothing for a bandit to learn, which is not an error.
-            return self._ack({"seldon_river_learned": 0}, feedback)
+            return self._ack({LEARNED_TAG: 0}, read)
+        earlier = self.replica.applied_at(read.id)
+        if earlier is not None:
+            return self._ack({"seldon_river_position": earlier, ALREADY_LEARNED_TAG: True}, read)
         if arm is None:
-            arm = self._remembered_arm(response)
+            arm = self._remembered_arm(message)
         if arm is None:
+            routing = read.routing
             seen = f"it has routing for {sorted(routing)}" if routing else "it has no response.meta.routing"
             raise InvalidInput(
                 f"feedback names no arm for router {self.unit!r}: expected response.meta.routing[{self.unit!r}], "
@@ -228,21 +206,19 @@ class BanditRouter:
                 "adds meta.routing only when SELDON_ENABLE_ROUTING_INJECTION is set in the predictor's svcOrchSpec.env"
             )
         rows = 1
-        for part in (message.get("request"), response):
-            if part:
-                found = count_rows(part)
-                if found is not None:
-                    rows = max(found, 1)
-                    break
-        event = reward_event(self.settings, arm, message.get("reward", 0.0), rows)
-        position = self.replica.submit(event)
-        arms = self.replica.read(lambda state: state.arms())
-        return self._ack({"seldon_river_arm": event["arm"], "seldon_river_position": position}, feedback,
-                         arm_metrics(arms))
+        for part in (message.get("request"), message.get("response")):
+            found = count_rows(part) if part else None
+            if found is not None:
+                rows = max(found, 1)
+                break
+        event = read.event(reward_event(self.settings, arm, message.get("reward", 0.0), rows))
+        position, already = self.replica.submit_once(event)
+        tags = {"seldon_river_arm": event["arm"], "seldon_river_position": position}
+        return self._ack({**tags, ALREADY_LEARNED_TAG: True} if already else tags, read)
 
-    def _remembered_arm(self, response: dict) -> int | None:
-        puid = (response.get("meta") or {}).get("puid") or current_puid()
-        if not puid or not isinstance(puid, str):
+    def _remembered_arm(self, message: dict) -> int | None:
+        puid = prediction_puid(message)
+        if not puid:
             return None
         try:
             record = self.replica.log.recall(puid)
@@ -250,10 +226,10 @@ class BanditRouter:
             raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
         return int(record) if record is not None else None
 
-    @staticmethod
-    def _ack(tags: dict, feedback, metrics: list | None = None):
-        reply = {"data": {"ndarray": []}, "meta": {"tags": tags, "metrics": metrics or []}}
-        return payload.to_proto(reply) if isinstance(feedback, Message) else reply
+    def _ack(self, tags: dict, read: Feedback):
+        metrics = arm_metrics(self.replica.read(lambda state: state.arms()))
+        reply = {"data": {"ndarray": []}, "meta": {"tags": tags, "metrics": metrics}}
+        return payload.to_proto(reply) if read.as_proto else reply
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}

@@ -55,6 +55,10 @@ class StateUnavailable(SeldonRiverError):
     reason = "MICROSERVICE_STATE_UNAVAILABLE"
 
 
+class NotLearned(SeldonRiverError):
+    """A logged event the state could not apply: a fault of the component, not of the caller."""
+
+
 def seldon_errors(method):
     """Decorate a raw Seldon hook so our errors get the right status over REST and gRPC."""
 

@@ -41,10 +41,10 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..errors import NotLearned, StateUnavailable
+from ..errors import NotLearned, OutcomeUnknown, StateUnavailable
 from ..learning.applied import applied_at
 from . import open_log
-from .base import EventLog, LogUnavailable
+from .base import EventLog, LogOutcomeUnknown, LogUnavailable
 from .group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
@@ -202,6 +202,8 @@ class Replica:
         payload = encode(event)
         try:
             position = self._commits.append(payload)
+        except LogOutcomeUnknown as exc:
+            raise OutcomeUnknown(f"{exc}. Resend it: with its feedback id or puid it is learned at most once") from None
         except LogUnavailable as exc:
             raise StateUnavailable(f"not logged, so nothing was learned: {exc}") from None
         with self._lock:

@@ -11,8 +11,11 @@ Run it with Seldon's wrapper::
 - ``send_feedback``: the reward goes to the arm that ``response.meta.routing[<this unit>]`` names
   (the unit is the graph node name, ``PREDICTIVE_UNIT_ID``). Seldon's orchestrator writes
   ``meta.routing`` into responses only when the predictor's ``svcOrchSpec.env`` sets
-  ``SELDON_ENABLE_ROUTING_INJECTION``; a feedback without this router's entry is refused
-  (HTTP 400 / gRPC INVALID_ARGUMENT), never dropped silently. The reward is the request's reward
+  ``SELDON_ENABLE_ROUTING_INJECTION``. Without this router's entry, the arm remembered for the
+  feedback's request id is used; with neither, a feedback carrying a reward is refused
+  (HTTP 400 / gRPC INVALID_ARGUMENT), never dropped silently, and one without (a label for the
+  models below) is acknowledged without learning. A reward is learned once per feedback id
+  (see :mod:`model_wrappers.adapter_support`). The reward is the request's reward
   per row, in [0, 1]; the arm is credited with one observation per row of the feedback's request
   (see :mod:`model_wrappers.learning.router`). A feedback carrying no reward counts as reward 0:
   protobuf cannot tell an absent reward from 0, and the orchestrator leaves a 0 reward out.
@@ -106,6 +109,11 @@ class BanditRouter(StockWrapperSupport):
         Events between checkpoints.
     max_staleness_ms
         How long routing may go without catching up with the log; 0 catches up every time.
+    label_ttl_seconds, label_capacity
+        How long, and for how many requests at most, the arm chosen for a request id is kept,
+        for feedback that names its prediction only by request id (default: one day, and
+        ``n_arms`` times a model's default of 100,000, as the router sees every child's traffic).
+        Keep them at least those of the router's children.
 
     """
 
@@ -123,6 +131,8 @@ class BanditRouter(StockWrapperSupport):
         state_name: str | None = None,
         checkpoint_every: int = 1000,
         max_staleness_ms: int = 0,
+        label_ttl_seconds: int = 86400,
+        label_capacity: int | None = None,
     ):
         if n_arms is None:
             raise ValueError(
@@ -140,6 +150,10 @@ class BanditRouter(StockWrapperSupport):
             state_uri=state_uri, state_name=state_name,
             checkpoint_every=checkpoint_every, max_staleness_ms=max_staleness_ms,
         )
+        # The router sees the requests of every child: it keeps n_arms times a model's default
+        # records, so it does not forget a request id before the child that answered it does.
+        self.label_ttl = float(label_ttl_seconds)
+        self.label_capacity = int(label_capacity) if label_capacity is not None else 100_000 * self.settings.n_arms
         self.replica: Replica | None = None
         self.rng: random.Random | None = None
 
@@ -148,7 +162,8 @@ class BanditRouter(StockWrapperSupport):
         settings = StateSettings.resolve(DEFAULT_UNIT, fingerprint(self.settings.identity()), **self.state_options)
         # One generator per process, made after Seldon's fork.
         self.rng = random.Random(self.seed)
-        self.replica = Replica.started(lambda: RouterState(self.settings), RouterState.restore, settings)
+        self.replica = Replica.started(lambda: RouterState(self.settings), RouterState.restore, settings,
+                                       ttl=self.label_ttl, capacity=self.label_capacity)
         seldon_metrics.install()
         if os.environ.get("PREDICTIVE_UNIT_ID") is None:
             logger.warning("PREDICTIVE_UNIT_ID is not set: feedback must carry response.meta.routing[%r]", self.unit)

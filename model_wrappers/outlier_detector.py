@@ -13,10 +13,14 @@ Run it with Seldon's wrapper::
 - Learning: every passed request (or a ``learn_fraction`` of them) appends one ``learn`` event with
   its rows to the learning log: one log write per request. Which rows are normal, and so learned,
   is decided when the event is applied, in log order (see :mod:`model_wrappers.learning.detector`),
-  so every process and replica holds the same detector. If the log cannot be written the request
+  so every process and replica holds the same detector. The event is named by the request id
+  (``Seldon-Puid``, or ``meta.puid``), so a request sent twice is learned once. If the log cannot
+  be written the request
   still goes on; only the learning from it is lost (logged as a warning, counted in
   ``seldon_river_learn_failures``, a counter: ``seldon_river_learn_failures_total`` in Prometheus).
-- ``send_feedback`` is acknowledged and ignored: the detector learns from traffic, not labels.
+- ``send_feedback`` is checked as every component checks a feedback (so it never refuses what
+  the nodes below it learned) and acknowledged with ``seldon_river_learned: 0``: the detector
+  learns from traffic, not labels.
 
 Examples
 --------

@@ -12,7 +12,9 @@ Run it with Seldon's wrapper::
 - ``send_feedback``: the truth for each row becomes one ``learn`` event in the learning log;
   every process of the component applies it (progressive metrics first, then ``learn_one``).
   Features come from the feedback's ``request`` or, when it has none, from the prediction
-  remembered under its ``puid``.
+  remembered under its ``puid``. The event carries the feedback's id (see
+  :mod:`model_wrappers.adapter_support`): the same feedback sent again is learned once and
+  answered with the tag ``seldon_river_already_learned``.
 
 Examples
 --------

@@ -366,3 +366,17 @@ def test_feedback_goes_on_when_seldons_metrics_manager_dies(services, tmp_path):
         assert reply.status_code == 200, reply.text
         assert stub(served).Predict(json_to_seldon_message(request()), timeout=30).data.names == ["prediction"]
     assert status(served) == (3, 3.0)
+
+
+def test_a_folder_whose_pipeline_does_not_fit_its_task_fails_at_load(tmp_path):
+    # Loaded, it would report ready and acknowledge feedback its pipeline can never learn.
+    from model_wrappers import RiverModel
+    from model_wrappers.artifact import ArtifactError, export_model
+
+    export_model({"weights": [1.0]}, tmp_path / "a-dict", task="regressor", features=["x1", "x2"])
+    export_model(preprocessing.StandardScaler() | linear_model.LogisticRegression(), tmp_path / "task-edited",
+                 task="regressor", features=["x1", "x2"])
+    for folder, found in (("a-dict", "dict"), ("task-edited", "Pipeline")):
+        model = RiverModel(model_uri=str(tmp_path / folder), state_uri=f"sqlite:///{tmp_path}/state.db")
+        with pytest.raises(ArtifactError, match=f"is a {found}, which is not a river regressor"):
+            model.load()

@@ -29,7 +29,7 @@ from seldon_core.proto import prediction_pb2
 
 from model_wrappers.keyed_artifact import export_keyed
 from model_wrappers.synthetic import FEATURES, candidates
-from support import export_regressor
+from support import SERVERS, export_regressor
 
 FUZZ_EXAMPLES = int(os.environ.get("SELDON_RIVER_FUZZ_EXAMPLES", "60"))
 REQUEST_TIMEOUT = 15.0
@@ -56,6 +56,9 @@ json_values = st.recursive(
     | st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=4), inner, max_size=4),
     max_leaves=16,
 )
+
+# Request ids as the orchestrator passes them (a header, gRPC metadata: printable ASCII).
+request_ids = st.none() | st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=700)
 
 
 def deep(levels: int, opening: str = "[", closing: str = "]") -> str:
@@ -127,12 +130,15 @@ COMPONENTS = {
 }
 
 
-@pytest.fixture(params=sorted(COMPONENTS))
+@pytest.fixture(params=[(name, server) for name in sorted(COMPONENTS) for server in SERVERS],
+                ids=lambda p: "-".join(p))
 def component(request, services, tmp_path):
-    spec = COMPONENTS[request.param]
+    """Each component on each server: the project's own, and Seldon's seldon-core-microservice."""
+    name, server = request.param
+    spec = COMPONENTS[name]
     parameters = {"state_uri": f"sqlite:///{tmp_path}/state.db", **spec["parameters"](tmp_path)}
     service = services.start(spec["class_path"], spec["service_type"], parameters, tmp_path,
-                             env={"PREDICTIVE_UNIT_ID": UNIT}, name=request.param)
+                             env={"PREDICTIVE_UNIT_ID": UNIT}, name=name, server=server)
     return Fuzzed(service, spec)
 
 
@@ -182,11 +188,12 @@ class Fuzzed:
         assert position == self.position, f"a refused call changed the log ({self.position} -> {position}): {what}"
 
     # -- REST --------------------------------------------------------------------------------
-    def rest(self, path: str, body: bytes) -> None:
-        what = f"POST {path} {body[:300]!r}"
+    def rest(self, path: str, body: bytes, puid: str | None = None) -> None:
+        what = f"POST {path} {body[:300]!r} Seldon-Puid {puid!r}"
+        headers = {"Content-Type": "application/json", **({"Seldon-Puid": puid} if puid is not None else {})}
         try:
-            reply = requests.post(f"{self.service.rest_url}{path}", data=body,
-                                  headers={"Content-Type": "application/json"}, timeout=REQUEST_TIMEOUT)
+            reply = requests.post(f"{self.service.rest_url}{path}", data=body, headers=headers,
+                                  timeout=REQUEST_TIMEOUT)
         except requests.Timeout:
             pytest.fail(f"no answer within {REQUEST_TIMEOUT} s: {what}")
         assert reply.status_code in REST_OK | REST_REFUSED, f"HTTP {reply.status_code} {reply.text[:500]}: {what}"
@@ -196,11 +203,11 @@ class Fuzzed:
         self.after(reply.status_code == 200, path, what)
 
     # -- gRPC --------------------------------------------------------------------------------
-    def grpc(self, path: str, body: bytes) -> None:
-        what = f"gRPC {path} {body[:300]!r}"
+    def grpc(self, path: str, body: bytes, puid: str | None = None) -> None:
+        what = f"gRPC {path} {body[:300]!r} seldon-puid {puid!r}"
         call = self.channel.unary_unary(path, request_serializer=None, response_deserializer=None)
         try:
-            call(body, timeout=REQUEST_TIMEOUT)
+            call(body, timeout=REQUEST_TIMEOUT, metadata=[("seldon-puid", puid)] if puid is not None else None)
             ok = True
         except grpc.RpcError as error:
             assert error.code() != grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer within {REQUEST_TIMEOUT} s: {what}"
@@ -268,9 +275,10 @@ def test_rest_refuses_bad_input_without_a_5xx_or_a_change(component):
         component.rest(path, text(value))
 
     @FUZZ
-    @given(path=st.sampled_from(paths), where=st.lists(st.integers(0, 7), min_size=1, max_size=5), value=json_values)
-    def mutated(path, where, value):
-        component.rest(path, text(replaced(templates[path], where, value)))
+    @given(path=st.sampled_from(paths), where=st.lists(st.integers(0, 7), min_size=1, max_size=5), value=json_values,
+           puid=request_ids)
+    def mutated(path, where, value, puid):
+        component.rest(path, text(replaced(templates[path], where, value)), puid)
 
     @FUZZ
     @given(path=st.sampled_from(paths), body=st.binary(max_size=80))
@@ -303,12 +311,12 @@ def test_grpc_refuses_bad_input_without_internal_errors_or_a_change(component):
 
     @FUZZ
     @given(path=st.sampled_from(sorted(valid)), where=st.lists(st.integers(0, 7), min_size=1, max_size=5),
-           value=json_values)
-    def mutated(path, where, value):
+           value=json_values, puid=request_ids)
+    def mutated(path, where, value, puid):
         template = spec["request"] if path == serve else spec["feedback"]
         encoded = as_proto(kinds[path], replaced(template, where, value))
         if encoded is not None:
-            component.grpc(path, encoded)
+            component.grpc(path, encoded, puid)
 
     @FUZZ
     @given(path=st.sampled_from(sorted(valid)), body=st.binary(max_size=80))

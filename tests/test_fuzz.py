@@ -150,6 +150,7 @@ class Fuzzed:
         self.spec = spec
         self.channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc}")
         self.accepted = 0
+        self.calls = 0
         self.learned = self.state()
         self.position = self.learned[0]
 
@@ -190,6 +191,7 @@ class Fuzzed:
     # -- REST --------------------------------------------------------------------------------
     def rest(self, path: str, body: bytes, puid: str | None = None) -> None:
         what = f"POST {path} {body[:300]!r} Seldon-Puid {puid!r}"
+        self.calls += 1
         headers = {"Content-Type": "application/json", **({"Seldon-Puid": puid} if puid is not None else {})}
         try:
             reply = requests.post(f"{self.service.rest_url}{path}", data=body, headers=headers,
@@ -205,6 +207,7 @@ class Fuzzed:
     # -- gRPC --------------------------------------------------------------------------------
     def grpc(self, path: str, body: bytes, puid: str | None = None) -> None:
         what = f"gRPC {path} {body[:300]!r} seldon-puid {puid!r}"
+        self.calls += 1
         call = self.channel.unary_unary(path, request_serializer=None, response_deserializer=None)
         try:
             call(body, timeout=REQUEST_TIMEOUT, metadata=[("seldon-puid", puid)] if puid is not None else None)
@@ -216,7 +219,9 @@ class Fuzzed:
             ok = False
         self.after(ok, path, what)
 
-    def finish(self) -> None:
+    def finish(self, record_property) -> None:
+        record_property("fuzz_cases", self.calls)  # how many calls were checked (see --junitxml)
+        assert self.calls >= FUZZ_EXAMPLES, self.calls
         if self.accepted == 0:
             assert self.state() == self.learned, "the learned state changed though every learning call was refused"
         self.channel.close()
@@ -259,7 +264,7 @@ FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
 
 
 # -- the tests ---------------------------------------------------------------------------------
-def test_rest_refuses_bad_input_without_a_5xx_or_a_change(component):
+def test_rest_refuses_bad_input_without_a_5xx_or_a_change(component, record_property):
     spec = component.spec
     paths = sorted({spec["serve"], spec["learn"], "/send-feedback"})
     templates = {spec["serve"]: spec["request"], spec["learn"]: spec["request"], "/send-feedback": spec["feedback"]}
@@ -288,10 +293,10 @@ def test_rest_refuses_bad_input_without_a_5xx_or_a_change(component):
     arbitrary()
     mutated()
     raw()
-    component.finish()
+    component.finish(record_property)
 
 
-def test_grpc_refuses_bad_input_without_internal_errors_or_a_change(component):
+def test_grpc_refuses_bad_input_without_internal_errors_or_a_change(component, record_property):
     spec = component.spec
     serve, feedback = spec["grpc_serve"], "/seldon.protos.Model/SendFeedback"
     valid = {serve: as_proto(prediction_pb2.SeldonMessage, spec["request"]),
@@ -335,4 +340,4 @@ def test_grpc_refuses_bad_input_without_internal_errors_or_a_change(component):
     mutated()
     raw()
     damaged()
-    component.finish()
+    component.finish(record_property)

@@ -64,5 +64,5 @@ def test_a_reward_the_router_refuses_is_learned_by_no_node(graph, transport):
     before = {n: s.status()["replica"]["position"] for n, s in graph.components.items()}
     fb = c.feedback(prediction_request=reply.request, prediction_response=reply.response,
                     reward=1.5, prediction_truth=truth([y]))
-    assert not fb.success and "reward must be in [0, 1]" in str(fb.msg), fb.msg
+    assert not fb.success and "reward must be in [0, 1]" in str(fb), fb
     assert {n: s.status()["replica"]["position"] for n, s in graph.components.items()} == before

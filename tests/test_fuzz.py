@@ -219,8 +219,8 @@ class Fuzzed:
             ok = False
         self.after(ok, path, what)
 
-    def finish(self, record_property) -> None:
-        record_property("fuzz_cases", self.calls)  # how many calls were checked (see --junitxml)
+    def finish(self, node) -> None:
+        node.user_properties.append(("fuzz_cases", self.calls))  # how many calls were checked (--junitxml)
         assert self.calls >= FUZZ_EXAMPLES, self.calls
         if self.accepted == 0:
             assert self.state() == self.learned, "the learned state changed though every learning call was refused"
@@ -264,7 +264,7 @@ FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
 
 
 # -- the tests ---------------------------------------------------------------------------------
-def test_rest_refuses_bad_input_without_a_5xx_or_a_change(component, record_property):
+def test_rest_refuses_bad_input_without_a_5xx_or_a_change(component, request):
     spec = component.spec
     paths = sorted({spec["serve"], spec["learn"], "/send-feedback"})
     templates = {spec["serve"]: spec["request"], spec["learn"]: spec["request"], "/send-feedback": spec["feedback"]}
@@ -293,10 +293,10 @@ def test_rest_refuses_bad_input_without_a_5xx_or_a_change(component, record_prop
     arbitrary()
     mutated()
     raw()
-    component.finish(record_property)
+    component.finish(request.node)
 
 
-def test_grpc_refuses_bad_input_without_internal_errors_or_a_change(component, record_property):
+def test_grpc_refuses_bad_input_without_internal_errors_or_a_change(component, request):
     spec = component.spec
     serve, feedback = spec["grpc_serve"], "/seldon.protos.Model/SendFeedback"
     valid = {serve: as_proto(prediction_pb2.SeldonMessage, spec["request"]),
@@ -340,4 +340,4 @@ def test_grpc_refuses_bad_input_without_internal_errors_or_a_change(component, r
     mutated()
     raw()
     damaged()
-    component.finish(record_property)
+    component.finish(request.node)

@@ -1,14 +1,127 @@
-"""What the Seldon adapters share: custom-metric gauges and the label-only feedback join."""
+"""What the Seldon adapters share: custom-metric gauges, request ids, and reading a feedback.
+
+Which feedback is which
+-----------------------
+A feedback names what it is about, and that name is its id in the learning log (see
+:mod:`model_wrappers.learning.applied`): the same feedback sent twice, by a retry, a graph
+fanning it out or a replay, is learned once and answered 200 the second time with the tag
+``seldon_river_already_learned``. The id is, in this order:
+
+1. ``response.meta.tags.seldon_river_feedback_id`` when the client sets it (to send several
+   feedbacks about one prediction, e.g. one per row, give each its own);
+2. else the request id of the prediction: ``response.meta.puid``, ``request.meta.puid``, or the
+   call's ``Seldon-Puid`` header (``seldon-puid`` gRPC metadata). One feedback per prediction.
+
+A feedback that carries none of these is learned every time it is sent.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 
+from . import payload
+from .checks import check_reward, meta_of, text_id
 from .errors import InvalidInput, NotFound, StateUnavailable
 from .log import LogUnavailable
 from .request_context import current_puid
 
 METRIC_PREFIX = "seldon_river_"
+FEEDBACK_ID_TAG = "seldon_river_feedback_id"
+ALREADY_LEARNED_TAG = "seldon_river_already_learned"
+LEARNED_TAG = "seldon_river_learned"
+
+
+def call_puid() -> str | None:
+    """The request id the orchestrator sent with this call (header or gRPC metadata), checked as text."""
+    puid = current_puid()
+    return text_id(puid, "the Seldon-Puid request id") if puid else None
+
+
+def request_puid(message: dict) -> str:
+    """The id a prediction is remembered under: the call's request id, else ``meta.puid``, else a new one."""
+    return call_puid() or meta_of(message).get("puid") or uuid.uuid4().hex
+
+
+def prediction_puid(message: dict) -> str | None:
+    """The request id of the prediction a feedback is about (``response.meta.puid``, ``request.meta.puid``, the call's)."""
+    for part in ("response", "request"):
+        puid = meta_of(message.get(part)).get("puid")
+        if puid:
+            return puid
+    return call_puid()
+
+
+def feedback_id(message: dict) -> str | None:
+    """The id a feedback is learned under (see the module's docstring), or None."""
+    explicit = (meta_of(message.get("response")).get("tags") or {}).get(FEEDBACK_ID_TAG)
+    if explicit is not None:
+        return "id:" + text_id(explicit, f"response.meta.tags.{FEEDBACK_ID_TAG}")
+    puid = prediction_puid(message)
+    return "puid:" + puid if puid else None
+
+
+@dataclasses.dataclass
+class Feedback:
+    """A feedback read and checked as a whole, before any part of it is learned.
+
+    Every component refuses the same malformed feedback the same way, so a feedback the
+    orchestrator sends to several nodes is refused by the first, before the others learn it.
+    """
+
+    message: dict
+    as_proto: bool
+    id: str | None
+    routed: bool = False
+
+    @classmethod
+    def read(cls, feedback, routed: bool = False) -> "Feedback":
+        message = payload.feedback_to_dict(feedback)
+        if "reward" in message:
+            # The router's rule, checked by every node: Seldon's orchestrator sends a feedback to
+            # the models first and to the router last, which must not refuse what they learned.
+            check_reward(message["reward"])
+        read = cls(message, not isinstance(feedback, dict), feedback_id(message), routed)
+        if routed and "reward" in message and not read.routing and not prediction_puid(message):
+            raise InvalidInput(
+                "feedback with a reward but neither response.meta.routing nor a request id "
+                "(response.meta.puid or the Seldon-Puid header): the router above this model could not "
+                "credit it to an arm, so no node learns it"
+            )
+        return read
+
+    @property
+    def routing(self) -> dict:
+        return meta_of(self.message.get("response")).get("routing") or {}
+
+    @property
+    def truth(self) -> dict:
+        return self.message.get("truth") or {}
+
+    @property
+    def has_truth(self) -> bool:
+        return self.truth.get("data") is not None or self.truth.get("jsonData") is not None
+
+    def require_truth(self, task: str) -> None:
+        if not self.has_truth and task != "anomaly":
+            reward = " (it has only a reward: rewards are for the BanditRouter)" if "reward" in self.message else ""
+            raise InvalidInput(
+                "feedback has no truth: a MODEL learns from truth.data.ndarray, truth.data.tensor or "
+                f"truth.jsonData{reward}"
+            )
+
+    def for_a_sibling(self) -> bool:
+        """Whether a label-only feedback whose prediction is unknown here was answered by another child.
+
+        Seldon's orchestrator sends a feedback without ``meta.routing`` to every child of a
+        router; a routed model that never made the prediction acknowledges it without learning.
+        """
+        return self.routed and not self.routing
+
+    def event(self, event: dict) -> dict:
+        """``event`` carrying this feedback's id, so the log learns it once."""
+        return {**event, "id": self.id} if self.id else event
 
 
 def gauges(figures: dict[str, float]) -> list[dict]:
@@ -45,12 +158,7 @@ class GaugeReport:
 
 def recall_prediction(message: dict, log, ttl: float, capacity: int) -> tuple[str, object]:
     """The puid a label-only feedback names and what was remembered under it at predict time."""
-    request = message.get("request") or {}
-    puid = (
-        ((message.get("response") or {}).get("meta") or {}).get("puid")
-        or (request.get("meta") or {}).get("puid")
-        or current_puid()
-    )
+    puid = prediction_puid(message)
     if not puid:
         raise InvalidInput(
             "feedback has neither request features nor a prediction id: send the original "

@@ -11,8 +11,11 @@ Run it with Seldon's wrapper::
 - ``send_feedback``: the reward goes to the arm that ``response.meta.routing[<this unit>]`` names
   (the unit is the graph node name, ``PREDICTIVE_UNIT_ID``). Seldon's orchestrator writes
   ``meta.routing`` into responses only when the predictor's ``svcOrchSpec.env`` sets
-  ``SELDON_ENABLE_ROUTING_INJECTION``; a feedback without this router's entry is refused
-  (HTTP 400 / gRPC INVALID_ARGUMENT), never dropped silently. The reward is the request's reward
+  ``SELDON_ENABLE_ROUTING_INJECTION``. Without this router's entry, the arm remembered for the
+  feedback's request id is used; with neither, a feedback carrying a reward is refused
+  (HTTP 400 / gRPC INVALID_ARGUMENT), never dropped silently, and one without (a label for the
+  models below) is acknowledged without learning. A reward is learned once per feedback id
+  (see :mod:`model_wrappers.adapter_support`). The reward is the request's reward
   per row, in [0, 1]; the arm is credited with one observation per row of the feedback's request
   (see :mod:`model_wrappers.learning.router`). A feedback carrying no reward counts as reward 0:
   protobuf cannot tell an absent reward from 0, and the orchestrator leaves a 0 reward out.
@@ -46,20 +49,20 @@ import random
 from google.protobuf.message import Message
 
 from . import payload, seldon_metrics
+from .adapter_support import (
+    ALREADY_LEARNED_TAG, LEARNED_TAG, METRIC_PREFIX, Feedback, call_puid, prediction_puid,
+)
+from .checks import count_rows
 from .config import StateSettings, fingerprint, unit_id
 from .errors import InvalidInput, StateUnavailable, seldon_errors
 from .learning.router import RouterSettings, RouterState, reward_event
 from .log import LogUnavailable
 from .log.replica import Replica
-from .request_context import current_puid
-from .adapter_support import METRIC_PREFIX
+from .stock_wrapper import StockWrapperSupport
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_UNIT = "router"
-MESSAGE_FIELDS = {"status", "meta", "data", "binData", "strData", "jsonData", "customData"}
-
-
 def arm_metrics(arms: list[dict]) -> list[dict]:
     """Per-arm GAUGEs (tagged ``arm``): rewarded rows, feedbacks and mean reward."""
     metrics = []
@@ -72,27 +75,7 @@ def arm_metrics(arms: list[dict]) -> list[dict]:
     return metrics
 
 
-def count_rows(message: dict) -> int | None:
-    """Rows of a request message (None when it carries no payload)."""
-    data = message.get("data")
-    if isinstance(data, dict):
-        if isinstance(data.get("ndarray"), list):
-            array = data["ndarray"]
-            return len(array) if array and all(isinstance(r, list) for r in array) else 1
-        if isinstance(data.get("tensor"), dict):
-            shape = data["tensor"].get("shape") or []
-            return int(shape[0]) if len(shape) >= 2 else 1
-        if isinstance(data.get("tftensor"), dict):
-            dims = (data["tftensor"].get("tensorShape") or {}).get("dim") or []
-            return int(dims[0].get("size", 1)) if len(dims) >= 2 else 1
-    if message.get("jsonData") is not None:
-        return len(message["jsonData"]) if isinstance(message["jsonData"], list) else 1
-    if any(message.get(k) is not None for k in ("strData", "binData", "customData")):
-        return 1
-    return None
-
-
-class BanditRouter:
+class BanditRouter(StockWrapperSupport):
     """Seldon ROUTER choosing a child with a :mod:`river.bandit` policy and learning from rewards.
 
     Parameters
@@ -126,6 +109,11 @@ class BanditRouter:
         Events between checkpoints.
     max_staleness_ms
         How long routing may go without catching up with the log; 0 catches up every time.
+    label_ttl_seconds, label_capacity
+        How long, and for how many requests at most, the arm chosen for a request id is kept,
+        for feedback that names its prediction only by request id (default: one day, and
+        ``n_arms`` times a model's default of 100,000, as the router sees every child's traffic).
+        Keep them at least those of the router's children.
 
     """
 
@@ -143,6 +131,8 @@ class BanditRouter:
         state_name: str | None = None,
         checkpoint_every: int = 1000,
         max_staleness_ms: int = 0,
+        label_ttl_seconds: int = 86400,
+        label_capacity: int | None = None,
     ):
         if n_arms is None:
             raise ValueError(
@@ -160,6 +150,10 @@ class BanditRouter:
             state_uri=state_uri, state_name=state_name,
             checkpoint_every=checkpoint_every, max_staleness_ms=max_staleness_ms,
         )
+        # The router sees the requests of every child: it keeps n_arms times a model's default
+        # records, so it does not forget a request id before the child that answered it does.
+        self.label_ttl = float(label_ttl_seconds)
+        self.label_capacity = int(label_capacity) if label_capacity is not None else 100_000 * self.settings.n_arms
         self.replica: Replica | None = None
         self.rng: random.Random | None = None
 
@@ -168,7 +162,8 @@ class BanditRouter:
         settings = StateSettings.resolve(DEFAULT_UNIT, fingerprint(self.settings.identity()), **self.state_options)
         # One generator per process, made after Seldon's fork.
         self.rng = random.Random(self.seed)
-        self.replica = Replica.started(lambda: RouterState(self.settings), RouterState.restore, settings)
+        self.replica = Replica.started(lambda: RouterState(self.settings), RouterState.restore, settings,
+                                       ttl=self.label_ttl, capacity=self.label_capacity)
         seldon_metrics.install()
         if os.environ.get("PREDICTIVE_UNIT_ID") is None:
             logger.warning("PREDICTIVE_UNIT_ID is not set: feedback must carry response.meta.routing[%r]", self.unit)
@@ -183,12 +178,9 @@ class BanditRouter:
         # The policy is not contextual: the payload is not read, only checked to be a message.
         as_proto = isinstance(request, Message)
         if not as_proto:
-            unknown = sorted(set(payload.to_dict(request)) - MESSAGE_FIELDS)
-            if unknown:
-                fields = ", ".join(sorted(MESSAGE_FIELDS))
-                raise InvalidInput(f"expected a SeldonMessage (fields {fields}), got unknown fields {unknown}")
+            payload.to_dict(request)
+        puid = call_puid()
         arm, arms = self.replica.read(lambda state: (state.choose(self.rng), state.arms()))
-        puid = current_puid()
         if puid:
             # A feedback that comes back without meta.routing (label-only, or no routing
             # injection) still names the arm through its request id.
@@ -207,19 +199,20 @@ class BanditRouter:
 
     @seldon_errors
     def send_feedback_raw(self, feedback):
-        message = payload.feedback_to_dict(feedback)
-        response = message.get("response") or {}
-        routing = (response.get("meta") or {}).get("routing") or {}
-        if not isinstance(routing, dict):
-            raise InvalidInput(f"response.meta.routing must be an object of node names to arms, got {routing!r}")
-        arm = routing.get(self.unit)
+        read = Feedback.read(feedback)
+        message = read.message
+        arm = read.routing.get(self.unit)
         if arm is None and "reward" not in message:
             # A label for the models below (the orchestrator sends feedback to every node):
             # nothing for a bandit to learn, which is not an error.
-            return self._ack({"seldon_river_learned": 0}, feedback)
+            return self._ack({LEARNED_TAG: 0}, read)
+        earlier = self.replica.applied_at(read.id)
+        if earlier is not None:
+            return self._ack({"seldon_river_position": earlier, ALREADY_LEARNED_TAG: True}, read)
         if arm is None:
-            arm = self._remembered_arm(response)
+            arm = self._remembered_arm(message)
         if arm is None:
+            routing = read.routing
             seen = f"it has routing for {sorted(routing)}" if routing else "it has no response.meta.routing"
             raise InvalidInput(
                 f"feedback names no arm for router {self.unit!r}: expected response.meta.routing[{self.unit!r}], "
@@ -228,21 +221,19 @@ class BanditRouter:
                 "adds meta.routing only when SELDON_ENABLE_ROUTING_INJECTION is set in the predictor's svcOrchSpec.env"
             )
         rows = 1
-        for part in (message.get("request"), response):
-            if part:
-                found = count_rows(part)
-                if found is not None:
-                    rows = max(found, 1)
-                    break
-        event = reward_event(self.settings, arm, message.get("reward", 0.0), rows)
-        position = self.replica.submit(event)
-        arms = self.replica.read(lambda state: state.arms())
-        return self._ack({"seldon_river_arm": event["arm"], "seldon_river_position": position}, feedback,
-                         arm_metrics(arms))
+        for part in (message.get("request"), message.get("response")):
+            found = count_rows(part) if part else None
+            if found is not None:
+                rows = max(found, 1)
+                break
+        event = read.event(reward_event(self.settings, arm, message.get("reward", 0.0), rows))
+        position, already = self.replica.submit_once(event)
+        tags = {"seldon_river_arm": event["arm"], "seldon_river_position": position}
+        return self._ack({**tags, ALREADY_LEARNED_TAG: True} if already else tags, read)
 
-    def _remembered_arm(self, response: dict) -> int | None:
-        puid = (response.get("meta") or {}).get("puid") or current_puid()
-        if not puid or not isinstance(puid, str):
+    def _remembered_arm(self, message: dict) -> int | None:
+        puid = prediction_puid(message)
+        if not puid:
             return None
         try:
             record = self.replica.log.recall(puid)
@@ -250,10 +241,10 @@ class BanditRouter:
             raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
         return int(record) if record is not None else None
 
-    @staticmethod
-    def _ack(tags: dict, feedback, metrics: list | None = None):
-        reply = {"data": {"ndarray": []}, "meta": {"tags": tags, "metrics": metrics or []}}
-        return payload.to_proto(reply) if isinstance(feedback, Message) else reply
+    def _ack(self, tags: dict, read: Feedback):
+        metrics = arm_metrics(self.replica.read(lambda state: state.arms()))
+        reply = {"data": {"ndarray": []}, "meta": {"tags": tags, "metrics": metrics}}
+        return payload.to_proto(reply) if read.as_proto else reply
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}

@@ -55,6 +55,18 @@ class StateUnavailable(SeldonRiverError):
     reason = "MICROSERVICE_STATE_UNAVAILABLE"
 
 
+class OutcomeUnknown(SeldonRiverError):
+    """The learning log took a feedback and could not confirm it: it may or may not be logged."""
+
+    status_code = 504
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "MICROSERVICE_STATE_OUTCOME_UNKNOWN"
+
+
+class NotLearned(SeldonRiverError):
+    """A logged event the state could not apply: a fault of the component, not of the caller."""
+
+
 def seldon_errors(method):
     """Decorate a raw Seldon hook so our errors get the right status over REST and gRPC."""
 

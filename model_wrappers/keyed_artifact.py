@@ -53,6 +53,7 @@ from .artifact import (
     load_model,
 )
 from .learning.keyed import HIGHER_IS_BETTER, Selection, dumps, loads
+from .learning.model import check_fits
 
 KEYED_FILE = "seldon-river-keyed.json"
 KEYS_FILE = "keys.db"
@@ -290,6 +291,8 @@ class KeyedModel:
                 f"{self.folder}/model.dill should hold the templates {list(self.keyed.templates)}, "
                 f"found {type(templates).__name__}"
             )
+        for name, template in templates.items():
+            check_fits(template, self.metadata.task, f"{self.folder}/model.dill template {name!r}")
         self.candidates = self.keyed.candidates
         self.creates = bool(templates)
         self._templates = {name: dumps(p) for name, p in templates.items()}

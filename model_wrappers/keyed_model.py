@@ -34,10 +34,13 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import uuid
 
 from . import payload, seldon_metrics
+from .adapter_support import (
+    ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, gauges, recall_prediction, request_puid,
+)
 from .artifact import ArtifactError, Feature, read_metadata
+from .checks import meta_of
 from .config import StateSettings, fingerprint
 from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
 from .keyed_artifact import KeyedModel, key_text, load_keyed, read_keyed_metadata
@@ -46,8 +49,8 @@ from .learning.model import ModelState
 from .log import LogUnavailable
 from .log.keystore import open_keystore
 from .log.replica import Replica, state_hint
-from .adapter_support import GaugeReport, gauges, recall_prediction
-from .request_context import current_puid, current_query
+from .request_context import current_query
+from .stock_wrapper import StockWrapperSupport
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ KEYS_TAG = "seldon_river_keys"
 DEFAULT_PAGE = 1000
 
 
-class KeyedRiverModel:
+class KeyedRiverModel(StockWrapperSupport):
     """Seldon MODEL serving per-key river pipelines from a keyed model folder.
 
     Parameters
@@ -78,7 +81,7 @@ class KeyedRiverModel:
         Override the folder's selection rule (see :class:`~model_wrappers.learning.keyed.Selection`).
     key_tags
         Whether predict and feedback replies describe the request's keys in ``meta.tags``.
-    state_uri, state_name, checkpoint_every, max_staleness_ms, label_ttl_seconds, label_capacity
+    state_uri, state_name, checkpoint_every, max_staleness_ms, label_ttl_seconds, label_capacity, routed
         As for :class:`~model_wrappers.river_model.RiverModel`.
 
     """
@@ -100,6 +103,7 @@ class KeyedRiverModel:
         max_staleness_ms: int = 0,
         label_ttl_seconds: int = 86400,
         label_capacity: int = 100_000,
+        routed: bool = False,
     ):
         # Connections and learned state are made in load(), which runs in every forked process.
         self.model_uri = model_uri
@@ -119,6 +123,7 @@ class KeyedRiverModel:
         )
         self.label_ttl = float(label_ttl_seconds)
         self.label_capacity = int(label_capacity)
+        self.routed = bool(routed)
         self.replica: Replica | None = None
         self._gauges = GaugeReport()
         if self.key_feature and self.key_tag:
@@ -190,7 +195,7 @@ class KeyedRiverModel:
         message = payload.to_dict(request)
         batch = self.schema.read(message)
         keys, rows = self._split(message, batch.rows)
-        puid = current_puid() or (message.get("meta") or {}).get("puid") or uuid.uuid4().hex
+        puid = request_puid(message)
 
         def read(state: KeyedState):
             self._check_keys(state, keys)
@@ -205,32 +210,37 @@ class KeyedRiverModel:
         self._remember(puid, keys, rows)
         # Keep the tags earlier graph nodes added (e.g. the outlier detector's), as Seldon's
         # wrapper does for components without raw hooks.
-        tags = {**((message.get("meta") or {}).get("tags") or {}), **self._tags(position, described)}
+        tags = {**(meta_of(message).get("tags") or {}), **self._tags(position, described)}
         meta = {"puid": puid, "tags": tags, "metrics": self._gauges.changed(figures)}
         return payload.reply(batch.kind, names, values, meta, as_proto)
 
     @seldon_errors
     def send_feedback_raw(self, feedback):
-        message = payload.feedback_to_dict(feedback)
-        truth = message.get("truth") or {}
-        has_truth = truth.get("data") is not None or truth.get("jsonData") is not None
-        if not has_truth and self.metadata.task != "anomaly":
-            reward = " (it has only a reward: rewards are for the BanditRouter)" if "reward" in message else ""
-            raise InvalidInput(
-                "feedback has no truth: a MODEL learns from truth.data.ndarray, truth.data.tensor or "
-                f"truth.jsonData{reward}"
-            )
-        keys, rows = self._feedback_rows(message)
-        values = self.truth_check.check_truth(payload.read_values(truth, "truth"), len(rows)) if has_truth else None
+        read = Feedback.read(feedback, self.routed)
+        read.require_truth(self.metadata.task)
+        earlier = self.replica.applied_at(read.id)
+        if earlier is not None:
+            return self._ack(earlier, read, [], {ALREADY_LEARNED_TAG: True})
+        try:
+            keys, rows = self._feedback_rows(read.message)
+        except NotFound:
+            if not read.for_a_sibling():
+                raise
+            return self._ack(self.replica.position, read, [], {LEARNED_TAG: 0})
+        truth = read.truth
+        values = self.truth_check.check_truth(payload.read_values(truth, "truth"), len(rows)) if read.has_truth else None
         self.replica.read(lambda state: self._check_keys(state, keys))
-        position = self.replica.submit({"type": "learn", "keys": keys, "rows": rows, "truth": values})
+        event = read.event({"type": "learn", "keys": keys, "rows": rows, "truth": values})
+        position, already = self.replica.submit_once(event)
+        return self._ack(position, read, keys, {ALREADY_LEARNED_TAG: True} if already else {})
 
-        def read(state: KeyedState):
+    def _ack(self, position: int, read: Feedback, keys: list[str], tags: dict):
+        def figures(state: KeyedState):
             return state.figures(), state.key_figures(dict.fromkeys(keys)) if self.key_tags else None
 
-        figures, described = self.replica.read(read)
-        return payload.ack({"tags": self._tags(position, described), "metrics": gauges(figures)},
-                           not isinstance(feedback, dict))
+        found, described = self.replica.read(figures)
+        return payload.ack({"tags": {**self._tags(position, described), **tags}, "metrics": gauges(found)},
+                           read.as_proto)
 
     @seldon_errors
     def health_status_raw(self):
@@ -342,7 +352,7 @@ class KeyedRiverModel:
                     raise InvalidInput(f"row {i} has no key: expected the feature {name!r}, got {sorted(row)}")
                 keys.append(self._key(row[name], f"row {i}, key feature {name!r}"))
             return keys, [{k: v for k, v in row.items() if k != name} for row in rows]
-        tags = (message.get("meta") or {}).get("tags") or {}
+        tags = meta_of(message).get("tags") or {}
         if self.key_tag not in tags:
             raise InvalidInput(
                 f"no key: expected meta.tags[{self.key_tag!r}] (one key, or a list with one key per row), "

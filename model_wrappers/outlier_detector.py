@@ -13,10 +13,14 @@ Run it with Seldon's wrapper::
 - Learning: every passed request (or a ``learn_fraction`` of them) appends one ``learn`` event with
   its rows to the learning log: one log write per request. Which rows are normal, and so learned,
   is decided when the event is applied, in log order (see :mod:`model_wrappers.learning.detector`),
-  so every process and replica holds the same detector. If the log cannot be written the request
+  so every process and replica holds the same detector. The event is named by the request id
+  (``Seldon-Puid``, or ``meta.puid``), so a request sent twice is learned once. If the log cannot
+  be written the request
   still goes on; only the learning from it is lost (logged as a warning, counted in
   ``seldon_river_learn_failures``, a counter: ``seldon_river_learn_failures_total`` in Prometheus).
-- ``send_feedback`` is acknowledged and ignored: the detector learns from traffic, not labels.
+- ``send_feedback`` is checked as every component checks a feedback (so it never refuses what
+  the nodes below it learned) and acknowledged with ``seldon_river_learned: 0``: the detector
+  learns from traffic, not labels.
 
 Examples
 --------
@@ -46,11 +50,13 @@ from seldon_core.proto import prediction_pb2
 
 from . import payload, seldon_metrics
 from .artifact import Feature
+from .checks import meta_of
 from .config import StateSettings, fingerprint
 from .errors import InvalidInput, StateUnavailable, seldon_errors
 from .learning.detector import DetectorSettings, DetectorState
 from .log.replica import Replica
-from .adapter_support import METRIC_PREFIX, gauges
+from .stock_wrapper import StockWrapperSupport
+from .adapter_support import LEARNED_TAG, METRIC_PREFIX, Feedback, call_puid, gauges
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +70,7 @@ class OutlierRejected(InvalidInput):
     reason = "MICROSERVICE_OUTLIER"
 
 
-class OutlierDetector:
+class OutlierDetector(StockWrapperSupport):
     """Seldon TRANSFORMER tagging outliers with a :mod:`river.anomaly` detector that keeps learning.
 
     Parameters
@@ -183,8 +189,12 @@ class OutlierDetector:
             {"type": "COUNTER", "key": f"{METRIC_PREFIX}outliers", "value": len(flagged)},
         ]
         if self.learn_fraction >= 1 or self.rng.random() < self.learn_fraction:
+            # The request id names the event: a request seen twice (a retry with the same
+            # Seldon-Puid) is learned once.
+            puid = call_puid() or (request.meta.puid if as_proto else meta_of(request).get("puid"))
+            event = {"type": "learn", "rows": rows, **({"id": f"puid:{puid}"} if puid else {})}
             try:
-                self.replica.submit({"type": "learn", "rows": rows})
+                self.replica.submit_once(event)
             except StateUnavailable as exc:
                 logger.warning("request passed on without learning from it: %s", exc)
                 metrics.append({"type": "COUNTER", "key": f"{METRIC_PREFIX}learn_failures", "value": 1})
@@ -194,9 +204,12 @@ class OutlierDetector:
     # A detector served on its own (as a MODEL, or called on /api/v1.0/predictions) answers the same.
     predict_raw = transform_input_raw
 
+    @seldon_errors
     def send_feedback_raw(self, feedback):
-        payload.feedback_to_dict(feedback)  # refuse what is not a Feedback, as every component does
-        return payload.ack({}, not isinstance(feedback, dict))
+        # Checked as every component checks it (the detector is called after the nodes below
+        # it, and refuses only what they refused), then acknowledged: it learns from traffic.
+        read = Feedback.read(feedback)
+        return payload.ack({"tags": {LEARNED_TAG: 0}}, read.as_proto)
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}

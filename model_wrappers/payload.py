@@ -34,6 +34,7 @@ from seldon_core.proto.prediction_pb2 import Metric, SeldonMessage
 from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
 
 from .artifact import Feature
+from .checks import Undecodable, check_message, describe, finite, is_number, kind, tensor_shape, valid_text
 from .errors import InvalidInput
 
 MAX_REPORTED = 5
@@ -44,9 +45,7 @@ def to_dict(message: Any) -> dict:
     """A Seldon message as a JSON-style dict, whether it came over REST (dict) or gRPC (proto)."""
     if isinstance(message, Message):
         return _data_to_dict(message) or seldon_message_to_json(message)
-    if isinstance(message, dict):
-        return message
-    raise InvalidInput(f"expected a JSON object (a SeldonMessage), got {type(message).__name__}")
+    return check_message(message)
 
 
 FEEDBACK_FIELDS = ("request", "response", "truth", "reward")
@@ -60,6 +59,8 @@ def feedback_to_dict(feedback: Any) -> dict:
     """
     if isinstance(feedback, dict):
         return _checked_feedback(feedback)
+    if isinstance(feedback, Undecodable):
+        raise InvalidInput(feedback.reason)
     if not isinstance(feedback, Message):
         raise InvalidInput(f"expected a JSON object (a Feedback), got {type(feedback).__name__}")
     out: dict = {}
@@ -77,11 +78,11 @@ def _checked_feedback(feedback: dict) -> dict:
         raise InvalidInput(f"expected a Feedback with fields {', '.join(FEEDBACK_FIELDS)}, got unknown fields {unknown}")
     for field in ("request", "response", "truth"):
         part = feedback.get(field)
-        if part is not None and not isinstance(part, dict):
-            raise InvalidInput(f"feedback {field} must be a SeldonMessage (an object), got {type(part).__name__}")
+        if part is not None:
+            check_message(part, f"feedback {field}")
     reward = feedback.get("reward")
-    if reward is not None and (not _is_number(reward) or not _finite(reward)):
-        raise InvalidInput(f"feedback reward must be a finite number, got {_describe(reward)}")
+    if reward is not None and (not is_number(reward) or not finite(reward)):
+        raise InvalidInput(f"feedback reward must be a finite number, got {describe(reward)}")
     out = {k: v for k, v in feedback.items() if v is not None}
     if not out.get("reward"):
         out.pop("reward", None)  # as protobuf: a zero reward is no reward
@@ -182,34 +183,21 @@ class Batch:
     table: list[list] | None = None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(value: int | float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond any float
-        return False
-
-
-def _describe(value: Any) -> str:
-    return repr(value) if not isinstance(value, float) else str(value)
-
-
 def _check_value(value: Any, feature: Feature | None) -> str | None:
     """Return what is wrong with one cell, or None when it is usable."""
     if value is None:
         return "missing value (null)"
-    if _is_number(value):
-        if not _finite(value):
-            return f"expected a finite number, got {_describe(value)}"
+    if is_number(value):
+        if not finite(value):
+            return f"expected a finite number, got {describe(value)}"
         return None
     if feature is not None and feature.type == "number":
-        return f"expected a number, got {_describe(value)}"
-    if isinstance(value, (str, bool)):
+        return f"expected a number, got {describe(value)}"
+    if isinstance(value, str):
+        return None if valid_text(value) else f"not valid text: it holds a lone surrogate ({describe(value)})"
+    if isinstance(value, bool):
         return None
-    return f"expected a number or a string, got {type(value).__name__} {_describe(value)}"
+    return f"expected a number or a string, got {kind(value)}"
 
 
 def _table(message: dict) -> tuple[list[str] | None, list, str]:
@@ -229,12 +217,12 @@ def _table(message: dict) -> tuple[list[str] | None, list, str]:
             raise InvalidInput("jsonData must be an object of feature values or a list of such objects")
         return None, json_data, "jsonData"
     if not isinstance(data, dict):
-        raise InvalidInput(f"data must be an object, got {type(data).__name__}")
+        raise InvalidInput(f"data must be an object, got {kind(data)}")
     names = data.get("names") or None
     if names is not None and (
-        not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+        not isinstance(names, list) or not all(isinstance(n, str) and valid_text(n) for n in names)
     ):
-        raise InvalidInput("data.names must be a list of strings")
+        raise InvalidInput(f"data.names must be a list of strings (valid text), got {describe(names)}")
     if "ndarray" in data:
         array = data["ndarray"]
         if not isinstance(array, list):
@@ -245,17 +233,7 @@ def _table(message: dict) -> tuple[list[str] | None, list, str]:
             raise InvalidInput("data.ndarray must be a list of rows (lists), not a mix of rows and values")
         return names, array, "ndarray"
     if "tensor" in data:
-        tensor = data["tensor"] or {}
-        shape = [int(s) for s in tensor.get("shape", [])]
-        values = list(tensor.get("values", []))
-        if len(shape) == 1:
-            shape = [1, shape[0]]
-        if len(shape) != 2:
-            raise InvalidInput(f"data.tensor.shape must have 1 or 2 dimensions, got {shape}")
-        if shape[0] * shape[1] != len(values):
-            raise InvalidInput(
-                f"data.tensor.shape {shape} needs {shape[0] * shape[1]} values, got {len(values)}"
-            )
+        shape, values = tensor_shape(data["tensor"])
         width = shape[1]
         rows = [values[i * width : (i + 1) * width] for i in range(shape[0])]
         return names, rows, "tensor"

@@ -12,7 +12,9 @@ Run it with Seldon's wrapper::
 - ``send_feedback``: the truth for each row becomes one ``learn`` event in the learning log;
   every process of the component applies it (progressive metrics first, then ``learn_one``).
   Features come from the feedback's ``request`` or, when it has none, from the prediction
-  remembered under its ``puid``.
+  remembered under its ``puid``. The event carries the feedback's id (see
+  :mod:`model_wrappers.adapter_support`): the same feedback sent again is learned once and
+  answered with the tag ``seldon_river_already_learned``.
 
 Examples
 --------
@@ -40,21 +42,23 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import uuid
 
 from . import payload, seldon_metrics
-from .adapter_support import GaugeReport, gauges, recall_prediction
+from .adapter_support import (
+    ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, gauges, recall_prediction, request_puid,
+)
 from .artifact import load_model, read_metadata
+from .checks import meta_of
 from .config import StateSettings
-from .errors import InvalidInput, NotFound, seldon_errors
+from .errors import NotFound, seldon_errors
 from .keyed_artifact import is_keyed
-from .learning.model import ModelState
+from .learning.model import ModelState, check_fits
 from .log.replica import Replica
-from .request_context import current_puid
+from .stock_wrapper import StockWrapperSupport
 
 logger = logging.getLogger(__name__)
 
-class RiverModel:
+class RiverModel(StockWrapperSupport):
     """Seldon MODEL serving a river pipeline from a model folder.
 
     Parameters
@@ -122,6 +126,7 @@ class RiverModel:
         self.schema = payload.Schema(meta.features)
         settings = StateSettings.resolve(meta.name, meta.sha256, **self.state_options)
         pipeline = loaded.pipeline
+        check_fits(pipeline, meta.task, f"{self.model_uri}/model.dill")
 
         def fresh() -> ModelState:
             return ModelState(copy.deepcopy(pipeline), meta.task, meta.classes)
@@ -141,41 +146,34 @@ class RiverModel:
         as_proto = not isinstance(request, dict)
         message = payload.to_dict(request)
         batch = self.schema.read(message)
-        puid = current_puid() or (message.get("meta") or {}).get("puid") or uuid.uuid4().hex
+        puid = request_puid(message)
         names, values, figures, position = self.replica.read(
             lambda state: (*state.predict(batch.rows, batch.table), state.figures(), self.replica.position)
         )
         self._remember(puid, batch)
         # Keep the tags earlier graph nodes added (e.g. the outlier detector's), as Seldon's
         # wrapper does for components without raw hooks.
-        tags = {**((message.get("meta") or {}).get("tags") or {}), **self._tags(position)}
+        tags = {**(meta_of(message).get("tags") or {}), **self._tags(position)}
         meta = {"puid": puid, "tags": tags, "metrics": self._gauges.changed(figures)}
         return payload.reply(batch.kind, names, values, meta, as_proto)
 
     @seldon_errors
     def send_feedback_raw(self, feedback):
-        message = payload.feedback_to_dict(feedback)
-        state = self.replica.state
-        truth = message.get("truth") or {}
-        has_truth = truth.get("data") is not None or truth.get("jsonData") is not None
-        if not has_truth and state.task != "anomaly":
-            reward = " (it has only a reward: rewards are for the BanditRouter)" if "reward" in message else ""
-            raise InvalidInput(
-                "feedback has no truth: a MODEL learns from truth.data.ndarray, truth.data.tensor or "
-                f"truth.jsonData{reward}"
-            )
+        read = Feedback.read(feedback, self.routed)
+        read.require_truth(self.metadata.task)
+        earlier = self.replica.applied_at(read.id)
+        if earlier is not None:
+            return self._ack(earlier, read, {ALREADY_LEARNED_TAG: True})
         try:
-            rows = self._feedback_rows(message)
+            rows = self._feedback_rows(read.message)
         except NotFound:
-            routing = ((message.get("response") or {}).get("meta") or {}).get("routing")
-            if not self.routed or routing:
+            if not read.for_a_sibling():
                 raise
-            return payload.ack({"tags": {**self._tags(self.replica.position), "seldon_river_learned": 0}},
-                               not isinstance(feedback, dict))
-        values = state.check_truth(payload.read_values(truth, "truth"), len(rows)) if has_truth else None
-        position = self.replica.submit({"type": "learn", "rows": rows, "truth": values})
-        figures = self.replica.read(lambda s: s.figures())
-        return payload.ack({"tags": self._tags(position), "metrics": gauges(figures)}, not isinstance(feedback, dict))
+            return self._ack(self.replica.position, read, {LEARNED_TAG: 0})
+        state = self.replica.state
+        values = state.check_truth(payload.read_values(read.truth, "truth"), len(rows)) if read.has_truth else None
+        position, already = self.replica.submit_once(read.event({"type": "learn", "rows": rows, "truth": values}))
+        return self._ack(position, read, {ALREADY_LEARNED_TAG: True} if already else {})
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}
@@ -203,6 +201,10 @@ class RiverModel:
             "metrics": figures,
             "replica": self.replica.status(),
         }
+
+    def _ack(self, position: int, read: Feedback, tags: dict):
+        figures = self.replica.read(lambda s: s.figures())
+        return payload.ack({"tags": {**self._tags(position), **tags}, "metrics": gauges(figures)}, read.as_proto)
 
     def _tags(self, position: int) -> dict:
         return {"seldon_river_model": self.metadata.name, "seldon_river_position": position}

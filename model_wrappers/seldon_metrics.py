@@ -10,6 +10,8 @@ metrics in a local copy, merges new values with the wrapper's own arithmetic, an
 with a single round trip, only when there is something to record. The wrapper keys each entry by
 the pid of the process that writes it and only that process writes it, so the local copy is the
 whole truth: Prometheus sees the same series and values as with the wrapper's own method.
+If the Manager process dies, the wrapper's own method fails every call that records metrics (a
+feedback then answers 500 after it was logged); this one logs a warning and the call goes on.
 
 The replacement is made only for the seldon-core version it was written against
 (:data:`SUPPORTED`); any other version keeps its own method.
@@ -78,11 +80,20 @@ def install() -> bool:
                 return
             with local_lock:
                 owner = self.worker_id_func()
-                if local["owner"] != owner:
-                    # First write of this process (the wrapper forks its servers after import).
-                    local["owner"], local["data"] = owner, dict(self.data.get(owner, {}))
-                _merge(local["data"], custom_metrics, method, cls, bins)
-                self.data[owner] = dict(local["data"])
+                try:
+                    if local["owner"] != owner:
+                        # First write of this process (the wrapper forks its servers after import).
+                        local["owner"], local["data"] = owner, dict(self.data.get(owner, {}))
+                    _merge(local["data"], custom_metrics, method, cls, bins)
+                    self.data[owner] = dict(local["data"])
+                except (OSError, EOFError) as exc:
+                    # The wrapper's Manager process is gone: the call (and a feedback already
+                    # logged) must still be answered; only these metrics are lost.
+                    if not local.get("failing"):
+                        logger.warning("Seldon's metrics store is unreachable, custom metrics are not recorded: %s", exc)
+                    local["failing"] = True
+                else:
+                    local["failing"] = False
 
         original_update = cls.update
         cls.update = update

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -198,6 +199,104 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+class FaultyLink:
+    """A TCP relay on 127.0.0.1 in front of a server (Redis), which can break one command on demand.
+
+    Everything is relayed unchanged until :meth:`arm` names a command (by bytes it contains, e.g.
+    the SHA of a Lua script) and what happens to it the next time it passes:
+
+    - ``"lose-reply"``: the command reaches the server, which runs it; the connection is then cut
+      before its reply comes back (the client cannot tell whether it ran);
+    - ``"swallow"``: the connection is cut before the command reaches the server.
+
+    With ``blackout``, every other open connection is cut too, and for ``blackout`` seconds every
+    new one as soon as it is made (the server looks down).
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._armed: tuple[bytes, str, float] | None = None
+        self._dark_until = 0.0
+        self.fired = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def arm(self, marker: bytes, mode: str, blackout: float = 0.0) -> None:
+        assert mode in ("lose-reply", "swallow"), mode
+        with self._lock:
+            self._armed = (marker, mode, blackout)
+            self.fired.clear()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if time.monotonic() < self._dark_until:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._open |= {client, upstream}
+            threading.Thread(target=self._relay, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._relay, args=(upstream, client, False), daemon=True).start()
+
+    def _relay(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if from_client and self._fires(data, source, sink):
+                    return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+                with self._lock:
+                    self._open.discard(end)
+
+    def _fires(self, data: bytes, client: socket.socket, upstream: socket.socket) -> bool:
+        with self._lock:
+            armed = self._armed
+            if armed is None or armed[0] not in data:
+                return False
+            self._armed = None
+        _, mode, blackout = armed
+        self._dark_until = time.monotonic() + blackout
+        self.fired.set()
+        if mode == "lose-reply":
+            client.shutdown(socket.SHUT_RDWR)  # nothing more reaches the client ...
+            upstream.sendall(data)  # ... while the server runs the command
+            time.sleep(0.2)
+        with self._lock:
+            others = self._open - {client, upstream} if blackout else set()
+        for end in (client, upstream, *others):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
+        return True
+
+    def close(self) -> None:
+        self._server.close()
 
 
 def phishing_stream(n: int | None = None):

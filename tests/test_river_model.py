@@ -54,8 +54,12 @@ def test_feedback_with_truth_moves_predictions_toward_it(served, transport, payl
     assert first.success, first.msg
     before = p_true(as_dict(first.response))
     assert first.response.meta.puid
-    for _ in range(5):
-        fb = client.feedback(prediction_request=first.request, prediction_response=first.response,
+    for i in range(5):
+        # Five feedbacks about one prediction: each names itself, or the log learns it once.
+        response = type(first.response)()
+        response.CopyFrom(first.response)
+        response.meta.tags["seldon_river_feedback_id"].string_value = f"feedback-{i}"
+        fb = client.feedback(prediction_request=first.request, prediction_response=response,
                              reward=0.0, prediction_truth=truth([True]))
         assert fb.success, fb.msg
     after = client.predict(data=x, names=PHISHING_FEATURES, payload_type=payload_type)

@@ -52,6 +52,7 @@ import dill
 from river import anomaly, compose, preprocessing, stats
 
 from ..errors import InvalidInput
+from .applied import first_application
 
 DETECTORS = ("half_space_trees", "one_class_svm")
 SPREAD = 4.0  # standard deviations on each side that the half-space trees split
@@ -201,10 +202,15 @@ class DetectorState:
             raise InvalidInput("; ".join(problems[:MAX_REPORTED]) + (f" (and {more} more)" if more > 0 else ""))
 
     # -- events ---------------------------------------------------------------------------
-    def apply(self, event: dict) -> None:
-        """Apply one ``learn`` event: decide which of its rows are normal and learn those."""
+    def apply(self, event: dict, position: int | None = None) -> None:
+        """Apply one ``learn`` event: decide which of its rows are normal and learn those.
+
+        A copy of an event already applied (same ``id``: the same request seen twice) changes nothing.
+        """
         if event.get("type") != "learn":
             raise ValueError(f"DetectorState cannot apply a {event.get('type')!r} event")
+        if not first_application(self, event, position):
+            return
         f = self.filter
         quantile = getattr(f, "quantile", None)
         for x in event["rows"]:

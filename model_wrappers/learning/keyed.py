@@ -54,6 +54,7 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import dill
 
+from .applied import AppliedIds, first_application
 from .model import ModelState
 from .progressive import ProgressiveScore, metric_key, metrics_for
 
@@ -281,9 +282,6 @@ class KeyedState:
 
     """
 
-    # Tells the replica to hand apply() the log position of each event.
-    positioned = True
-
     def __init__(self, origin: Origin, task: str, classes: Sequence[Any] = (), selection: Selection | None = None,
                  store=None, capacity: int = 0, position: int = 0):
         if capacity and store is None:
@@ -315,7 +313,11 @@ class KeyedState:
             self._set_summary(key, json.loads(text))
 
     def header(self) -> bytes:
-        return json.dumps({"format": HEADER_FORMAT, "position": self.position, "keys": len(self.summaries)}).encode()
+        header = {"format": HEADER_FORMAT, "position": self.position, "keys": len(self.summaries)}
+        applied = getattr(self, "applied", None)
+        if applied is not None:
+            header["applied"] = applied.to_text()  # the feedback ids behind the checkpoint
+        return json.dumps(header).encode()
 
     @classmethod
     def restore(cls, blob: bytes, **kwargs) -> "KeyedState":
@@ -328,7 +330,10 @@ class KeyedState:
             raise ValueError(
                 f"not a keyed-state checkpoint (expected a format {HEADER_FORMAT} header): {exc}"
             ) from None
-        return cls(position=int(header["position"]), **kwargs)
+        state = cls(position=int(header["position"]), **kwargs)
+        if "applied" in header:
+            state.applied = AppliedIds.from_text(header["applied"])
+        return state
 
     # -- summaries and totals -------------------------------------------------------------------
     def _default_summary(self) -> dict:
@@ -485,11 +490,13 @@ class KeyedState:
 
     # -- events ---------------------------------------------------------------------------------
     def apply(self, event: dict, position: int | None = None) -> None:
-        """Apply one ``learn`` event: each row teaches the candidates of its key."""
+        """Apply one ``learn`` event: each row teaches the candidates of its key (a copy of one already applied, none)."""
         if event.get("type") != "learn":
             raise ValueError(f"KeyedState cannot apply a {event.get('type')!r} event")
         position = self.position + 1 if position is None else position
         self.position = position
+        if not first_application(self, event, position):
+            return  # a copy of a feedback already learned
         keys, rows, truth = event["keys"], event["rows"], event.get("truth")
         groups: dict[str, list[int]] = {}
         for i, key in enumerate(keys):

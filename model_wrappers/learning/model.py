@@ -21,12 +21,31 @@ from typing import Any, Sequence
 
 import dill
 
+from ..artifact import ArtifactError
 from ..errors import InvalidInput
+from .applied import first_application
 from .progressive import ProgressiveScore
 
 MANY_FROM = 32  # rows from which a batch tries the pipeline's predict_proba_many
 logger = logging.getLogger(__name__)
 OUTPUT_NAMES = {"regressor": ["prediction"], "anomaly": ["score"]}
+
+
+def check_fits(pipeline: Any, task: str, what: str) -> None:
+    """Refuse a pipeline that cannot do ``task`` (say, a dict, or a regressor in a folder edited to say classifier).
+
+    Checked when a component loads, with river's own inspection helpers: a component that
+    loaded it would report ready and then fail to learn every feedback it acknowledged.
+    """
+    from river.utils import inspect
+
+    fits = {"classifier": inspect.isclassifier, "regressor": inspect.isregressor,
+            "anomaly": inspect.isanomalydetector}[task]
+    if not fits(pipeline) or not callable(getattr(pipeline, "learn_one", None)):
+        raise ArtifactError(
+            f"{what} is a {type(pipeline).__name__}, which is not a river {task} (its metadata says "
+            f"task {task!r}): export the pipeline again with the task it performs"
+        )
 
 
 def _label_key(value: Any) -> Any:
@@ -88,10 +107,15 @@ class ModelState:
             return matches[0]
         raise InvalidInput(f"truth row {i}: unknown class {value!r}; this model's classes are {list(self.declared)}")
 
-    def apply(self, event: dict) -> None:
-        """Apply one event from the log. Events are validated before they are logged."""
+    def apply(self, event: dict, position: int | None = None) -> None:
+        """Apply one event from the log (at ``position``). Events are validated before they are logged.
+
+        A copy of a feedback already applied (same ``id``) changes nothing.
+        """
         if event.get("type") != "learn":
             raise ValueError(f"ModelState cannot apply a {event.get('type')!r} event")
+        if not first_application(self, event, position):
+            return
         truth = event.get("truth")
         self._figures = None
         for i, x in enumerate(event["rows"]):

@@ -50,7 +50,9 @@ from typing import Any
 import dill
 from river import bandit, proba, stats
 
+from ..checks import check_reward
 from ..errors import InvalidInput
+from .applied import first_application
 
 POLICIES = ("epsilon_greedy", "ucb", "thompson", "exp3")
 
@@ -153,13 +155,10 @@ def reward_event(settings: RouterSettings, arm: Any, reward: Any, rows: Any) -> 
         raise InvalidInput(
             f"routing names arm {arm} but this router has {settings.n_arms} arms (0..{settings.n_arms - 1})"
         )
-    if not _is_number(reward) or not math.isfinite(reward):
-        raise InvalidInput(f"reward must be a finite number in [0, 1], got {reward!r}")
-    if not 0 <= reward <= 1:
-        raise InvalidInput(f"reward must be in [0, 1] (the reward per row of the request), got {reward!r}")
+    reward = check_reward(reward)
     if not _is_int(rows) or rows < 1:
         raise InvalidInput(f"the rewarded request must have at least one row, got {rows!r}")
-    return {"type": "reward", "arm": arm, "reward": float(reward), "rows": rows}
+    return {"type": "reward", "arm": arm, "reward": reward, "rows": rows}
 
 
 def _make_policy(settings: RouterSettings) -> bandit.base.Policy:
@@ -202,11 +201,13 @@ class RouterState:
         self.observations = 0
 
     # -- events ---------------------------------------------------------------------------
-    def apply(self, event: dict) -> None:
-        """Apply one ``reward`` event from the log."""
+    def apply(self, event: dict, position: int | None = None) -> None:
+        """Apply one ``reward`` event from the log (at ``position``); a copy of one already applied changes nothing."""
         if event.get("type") != "reward":
             raise ValueError(f"RouterState cannot apply a {event.get('type')!r} event")
         checked = reward_event(self.settings, event.get("arm"), event.get("reward"), event.get("rows"))
+        if not first_application(self, event, position):
+            return
         arm, reward, rows = checked["arm"], checked["reward"], checked["rows"]
         policy = self.policy
         if self.settings.policy == "exp3":

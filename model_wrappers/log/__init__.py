@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..config import state_key
-from .base import Checkpoint, EventLog, LogUnavailable
+from .base import Checkpoint, EventLog, LogOutcomeUnknown, LogUnavailable
 
-__all__ = ["Checkpoint", "EventLog", "LogUnavailable", "open_log"]
+__all__ = ["Checkpoint", "EventLog", "LogOutcomeUnknown", "LogUnavailable", "open_log"]
 
 
 def open_log(uri: str, name: str, *, ttl: float = 86400.0, capacity: int = 100_000) -> EventLog:

@@ -20,6 +20,10 @@ class LogUnavailable(Exception):
     """The backend cannot be reached or written; the message says which and why."""
 
 
+class LogOutcomeUnknown(LogUnavailable):
+    """An append reached the backend but its outcome could not be learned: it may be logged."""
+
+
 class Checkpoint(NamedTuple):
     position: int
     blob: bytes

@@ -12,9 +12,8 @@ position is in the store.
 Backends share the learning log's URI and name: ``sqlite:///abs/path.db`` (tables in the same
 file as the log) and ``redis://host:port/db`` (hashes under the log's ``{name}`` hash tag).
 
-:class:`~model_wrappers.log.replica.Replica` hands such states (``positioned = True``) the log
-position of each event, which is how a key stored ahead of the newest checkpoint knows not to
-learn an event twice.
+:class:`~model_wrappers.log.replica.Replica` hands every state the log position of each event,
+which is how a key stored ahead of the newest checkpoint knows not to learn an event twice.
 
 Examples
 --------

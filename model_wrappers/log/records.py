@@ -20,6 +20,8 @@ import threading
 import time
 from typing import Callable
 
+from ..checks import valid_text
+
 logger = logging.getLogger(__name__)
 
 RECORD_DELAY = 0.01  # seconds a record waits to share a write with others
@@ -35,7 +37,8 @@ class RecordWriter:
     Parameters
     ----------
     write
-        Writes ``(key, expires, record)`` triples; raises on failure (logged, records dropped).
+        Writes ``(key, expires, record)`` triples; raises on failure (logged; the batch is halved
+        until the failing records are found, and only they are dropped).
     read
         Reads one stored record that has not expired, or None.
     ttl
@@ -64,6 +67,11 @@ class RecordWriter:
         self._failing = False
 
     def remember(self, key: str, record: bytes) -> None:
+        # Checked here, on the request path, so that no record can make the write of its batch fail.
+        if not isinstance(key, str) or not key or not valid_text(key):
+            raise ValueError(f"a prediction record needs a request id that is valid text, got {key!r}")
+        if not isinstance(record, bytes):
+            raise ValueError(f"a prediction record must be bytes, got {type(record).__name__}")
         with self._lock:
             self._pending[key] = (time.time() + self.ttl, record)
             if self._thread_pid != os.getpid():
@@ -90,17 +98,45 @@ class RecordWriter:
             batch, self._pending = self._pending, {}
         if not batch:
             return
-        try:
-            self._write([(key, expires, record) for key, (expires, record) in batch.items()])
-        except Exception as exc:
+        lost, error = self._write_isolating([(key, expires, record) for key, (expires, record) in batch.items()])
+        if lost:
             # The predictions were answered; only label-only feedback for them will fail.
             if not self._failing:
-                logger.warning("prediction records not written (label-only feedback for them will fail): %s", exc)
+                logger.warning("%d prediction records not written (label-only feedback for them will fail): %s",
+                               lost, error)
             self._failing = True
         else:
             if self._failing:
                 logger.info("prediction records are written again")
             self._failing = False
+
+    def _attempt(self, batch: list) -> Exception | None:
+        try:
+            self._write(batch)
+        except Exception as exc:  # noqa: BLE001 - any store error: the records are what is lost
+            return exc
+        return None
+
+    def _write_isolating(self, batch: list) -> tuple[int, Exception | None]:
+        """Write ``batch``; return how many records were lost and the last error.
+
+        A failed batch is split in halves and each is tried, down to the record that fails, so a
+        record that cannot be written loses only itself. When both halves fail, the store itself
+        is failing (down, full) and the batch is given up on: a few attempts, not one per record.
+        """
+        error = self._attempt(batch)
+        while error is not None:
+            if len(batch) == 1:
+                return 1, error
+            middle = len(batch) // 2
+            halves = [batch[:middle], batch[middle:]]
+            failed = [(half, e) for half in halves if (e := self._attempt(half)) is not None]
+            if len(failed) == 2:
+                return len(batch), failed[1][1]
+            if not failed:
+                return 0, None
+            batch, error = failed[0]
+        return 0, None
 
     def _run(self) -> None:
         while True:

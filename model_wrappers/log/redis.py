@@ -4,26 +4,60 @@ Events live in a Stream whose entry ids are ``<position>-1``; a Lua script takes
 position and appends in one atomic step, so concurrent writers never interleave out of order.
 Durability is Redis's own: run it with ``appendonly yes`` and ``appendfsync always`` (as the
 manifests do) for an acknowledged feedback to survive a Redis crash.
+
+An append whose reply is lost (the connection dropped after the script was sent) is not simply
+reported as failed, since Redis may have run it: the appender asks Redis what became of that
+attempt, and fences it off if it has not run, so a refused feedback is never in the log.
 """
 
 from __future__ import annotations
 
 import os
+import time
+import uuid
 
 import redis
 
-from .base import Checkpoint, EventLog, LogUnavailable
+from .base import Checkpoint, EventLog, LogOutcomeUnknown, LogUnavailable
 from .records import RecordWriter
 
-# Takes #ARGV positions and appends every event in one atomic step (one fsync of the
-# append-only file with appendfsync always); returns the last position.
+# Takes #ARGV - 1 events and appends every one in one atomic step (one fsync of the
+# append-only file with appendfsync always); returns the last position. KEYS[3] names this
+# attempt: it records the outcome, so the same attempt sent twice appends once, and an attempt
+# fenced off (see FENCE) appends nothing even if Redis runs it late.
 APPEND = """
-local head = redis.call('INCRBY', KEYS[2], #ARGV)
-for i = 1, #ARGV do
-  redis.call('XADD', KEYS[1], (head - #ARGV + i) .. '-1', 'e', ARGV[i])
+local seen = redis.call('GET', KEYS[3])
+if seen then
+  return tonumber(seen)
 end
+local n = #ARGV - 1
+local head = redis.call('INCRBY', KEYS[2], n)
+for i = 1, n do
+  redis.call('XADD', KEYS[1], (head - n + i) .. '-1', 'e', ARGV[i + 1])
+end
+redis.call('SET', KEYS[3], head, 'EX', ARGV[1])
 return head
 """
+
+# After an append whose reply was lost: its outcome (the last position), or -1 once it is
+# fenced off so that it can never append.
+FENCE = """
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  return tonumber(seen)
+end
+redis.call('SET', KEYS[1], -1, 'EX', ARGV[1])
+return -1
+"""
+ATTEMPT_TTL = 3600  # seconds an attempt's outcome is kept: far longer than any reply can be late
+RESOLVE_FOR = 10.0  # seconds an append whose reply was lost keeps asking Redis what became of it
+
+
+def _maybe_sent(exc: redis.RedisError) -> bool:
+    """Whether a failed call may have reached Redis (the connection failed after connecting)."""
+    text = str(exc)
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and "connecting to" not in text
+
 
 SAVE_CHECKPOINT = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'position') or '0')
@@ -74,7 +108,7 @@ class RedisLog(EventLog):
         self.name = name
         self.ttl = ttl
         self.capacity = capacity
-        prefix = f"seldon-river:{{{name}}}"
+        prefix = self._prefix = f"seldon-river:{{{name}}}"
         self._events = f"{prefix}:events"
         self._head = f"{prefix}:head"
         self._checkpoint = f"{prefix}:checkpoint"
@@ -85,6 +119,7 @@ class RedisLog(EventLog):
             socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=10,
         )
         self._append = self._redis.register_script(APPEND)
+        self._fence = self._redis.register_script(FENCE)
         self._save = self._redis.register_script(SAVE_CHECKPOINT)
         self._remember = self._redis.register_script(REMEMBER)
         self._writer = RecordWriter(self._write_records, self._read_record, ttl)
@@ -96,11 +131,36 @@ class RedisLog(EventLog):
         return self.append_many([payload])[0]
 
     def append_many(self, payloads: list[bytes]) -> list[int]:
+        """Append ``payloads`` atomically, or raise: :class:`LogUnavailable` when none was logged
+        (nor ever will be), :class:`LogOutcomeUnknown` when Redis could not say."""
+        attempt = f"{self._prefix}:attempt:{uuid.uuid4().hex}"
         try:
-            head = int(self._append(keys=[self._events, self._head], args=list(payloads)))
+            head = int(self._append(keys=[self._events, self._head, attempt], args=[ATTEMPT_TTL, *payloads]))
         except redis.RedisError as exc:
-            raise self._fail("append to", exc) from None
+            if not _maybe_sent(exc):
+                raise self._fail("append to", exc) from None
+            head = self._resolve(attempt, exc)
         return list(range(head - len(payloads) + 1, head + 1))
+
+    def _resolve(self, attempt: str, lost: Exception) -> int:
+        """The outcome of an attempt whose reply was lost: its last position, having fenced it off if it had not run."""
+        deadline = time.monotonic() + RESOLVE_FOR
+        pause = 0.05
+        while True:
+            try:
+                head = int(self._fence(keys=[attempt], args=[ATTEMPT_TTL]))
+            except redis.RedisError as exc:
+                if time.monotonic() + pause > deadline:
+                    raise LogOutcomeUnknown(
+                        f"the learning log at {self.uri} took an append and did not answer ({lost}); asked again "
+                        f"for {RESOLVE_FOR:g} s, it could not say whether the append was logged ({exc})"
+                    ) from None
+                time.sleep(pause)
+                pause = min(1.0, pause * 2)
+                continue
+            if head < 0:
+                raise self._fail("append to", lost)
+            return head
 
     def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
         try:

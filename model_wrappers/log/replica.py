@@ -4,7 +4,8 @@ Each serving process owns one :class:`Replica`. Reads first catch up with the lo
 prediction reflects every acknowledged feedback, unless ``max_staleness`` allows a bounded lag);
 writes append an event, then apply the log up to and including it. Every ``checkpoint_every``
 positions the process that appended that position writes a checkpoint and drops the events
-behind it, so a restart loads the checkpoint and replays only the tail.
+behind it, so a restart loads the checkpoint and replays only the tail. A state is anything with
+``apply(event, position)``, ``snapshot()`` and a ``restore(blob)`` to build it again.
 
 Examples
 --------
@@ -12,7 +13,7 @@ Examples
 >>> from model_wrappers.log.sqlite import SQLiteLog
 >>> class Counter:
 ...     def __init__(self): self.total = 0
-...     def apply(self, event): self.total += event["add"]
+...     def apply(self, event, position): self.total += event["add"]
 ...     def snapshot(self): return str(self.total).encode()
 ...     @staticmethod
 ...     def restore(blob):
@@ -40,14 +41,16 @@ import threading
 import time
 from typing import Any, Callable
 
-from ..errors import StateUnavailable
+from ..errors import NotLearned, OutcomeUnknown, StateUnavailable
+from ..learning.applied import applied_at
 from . import open_log
-from .base import EventLog, LogUnavailable
+from .base import EventLog, LogOutcomeUnknown, LogUnavailable
 from .group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
 
 READ_BATCH = 1000
+UNLEARNED_KEPT = 100
 
 
 def encode(event: dict) -> bytes:
@@ -101,6 +104,7 @@ class Replica:
         self.replayed = 0
         self.restored_from = 0
         self.last_error: str | None = None
+        self.unlearned: dict[int, str] = {}  # newest positions whose event could not be applied, and why
         self._checked = 0.0
         self._lock = threading.RLock()
 
@@ -155,17 +159,18 @@ class Replica:
 
     def _apply(self, position: int, payload: bytes) -> None:
         try:
-            if getattr(self.state, "positioned", False):
-                # States stored in parts (per key) record the log position of each change.
-                self.state.apply(decode(payload), position)
-            else:
-                self.state.apply(decode(payload))
+            # The position lets a state tell copies of one feedback apart (see learning.applied)
+            # and, stored in parts (per key), record where each part stands.
+            self.state.apply(decode(payload), position)
         except LogUnavailable:
             # The state could not reach its own store: stop before this event, retry on next read.
             raise
-        except Exception:
+        except Exception as exc:
             # Every replica meets the same event in the same state, so each skips it alike.
             logger.exception("event %d of log %s could not be applied; skipped", position, self.log.name)
+            self.unlearned[position] = f"{type(exc).__name__}: {exc}"
+            while len(self.unlearned) > UNLEARNED_KEPT:
+                del self.unlearned[next(iter(self.unlearned))]
         self.position = position
 
     # -- reads and writes -----------------------------------------------------------------
@@ -197,6 +202,8 @@ class Replica:
         payload = encode(event)
         try:
             position = self._commits.append(payload)
+        except LogOutcomeUnknown as exc:
+            raise OutcomeUnknown(f"{exc}. Resend it: with its feedback id or puid it is learned at most once") from None
         except LogUnavailable as exc:
             raise StateUnavailable(f"not logged, so nothing was learned: {exc}") from None
         with self._lock:
@@ -204,6 +211,30 @@ class Replica:
             if position % self.checkpoint_every == 0 and self.position >= position:
                 self._checkpoint()
         return position
+
+    def applied_at(self, feedback_id: str | None) -> int | None:
+        """The log position at which the state learned ``feedback_id``, if it has (see :mod:`..learning.applied`)."""
+        return self.read(lambda state: applied_at(state, feedback_id)) if feedback_id else None
+
+    def submit_once(self, event: dict) -> tuple[int, bool]:
+        """:meth:`submit` for an event whose ``id`` names a feedback: ``(position, already)``.
+
+        ``already`` is True when an earlier event with the same id had been learned, at
+        ``position``: found before logging (nothing is appended), or found when the log was
+        applied, a copy logged by another process at the same time (the state skipped ours).
+        """
+        feedback_id = event.get("id")
+        earlier = self.applied_at(feedback_id)
+        if earlier is not None:
+            return earlier, True
+        position = self.submit(event)
+        if position in self.unlearned:
+            raise NotLearned(f"the feedback was logged at position {position} of {self.log.name!r} but could "
+                             f"not be learned ({self.unlearned[position]}); every replica skips it alike")
+        learned = self.applied_at(feedback_id)
+        if learned is not None and learned != position:
+            return learned, True
+        return position, False
 
     def _checkpoint(self) -> None:
         try:

@@ -50,3 +50,19 @@ def test_label_only_feedback_is_learned_once_by_the_routed_model(graph):
     for name, was in before.items():
         now = graph.components[name].status()
         assert now["metrics"]["learned"] == was["metrics"]["learned"] + (name == chosen), (name, chosen, now, fb.text)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_reward_the_router_refuses_is_learned_by_no_node(graph, transport):
+    # The orchestrator sends the feedback to the routed model first: it must refuse it as the
+    # router will, not learn it and leave the client with an error.
+    (x, y), = list(phishing_stream(1))
+    names = sorted(x)
+    c = client(graph, transport)
+    reply = c.predict(data=np.array([[x[n] for n in names]], dtype=object), names=names)
+    assert reply.success, reply.msg
+    before = {n: s.status()["replica"]["position"] for n, s in graph.components.items()}
+    fb = c.feedback(prediction_request=reply.request, prediction_response=reply.response,
+                    reward=1.5, prediction_truth=truth([y]))
+    assert not fb.success and "reward must be in [0, 1]" in str(fb), fb
+    assert {n: s.status()["replica"]["position"] for n, s in graph.components.items()} == before

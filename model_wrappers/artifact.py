@@ -339,9 +339,8 @@ def check_versions(meta: Metadata) -> None:
             )
 
 
-def load_model(folder: str | os.PathLike) -> LoadedModel:
-    """Verify and load a model folder written by :func:`export_model`."""
-    folder = Path(folder)
+def _verified(folder: Path) -> tuple[Metadata, bytes]:
+    """The metadata and ``model.dill``'s bytes of a folder whose checks all pass."""
     meta = read_metadata(folder)
     check_signature(folder, state_key())
     check_versions(meta)
@@ -356,5 +355,36 @@ def load_model(folder: str | os.PathLike) -> LoadedModel:
             f"{path} has sha256 {actual} but {METADATA_FILE} records {meta.sha256}: "
             "the file was changed after export; refusing to load it"
         )
-    pipeline = dill.loads(blob)
-    return LoadedModel(pipeline=pipeline, metadata=meta, folder=folder)
+    return meta, blob
+
+
+def load_model(folder: str | os.PathLike) -> LoadedModel:
+    """Verify and load a model folder written by :func:`export_model`."""
+    folder = Path(folder)
+    meta, blob = _verified(folder)
+    return LoadedModel(pipeline=dill.loads(blob), metadata=meta, folder=folder)
+
+
+def folder_problem(folder: str | os.PathLike, keyed: bool = False) -> str | None:
+    """What stops ``folder`` from being served, in one line, or None when it can be.
+
+    Every check of loading runs except unpickling, so a server is started only for a folder it
+    will load. ``keyed`` says whether it is to be served as a keyed model.
+    """
+    from .keyed_artifact import is_keyed, read_keyed_metadata
+
+    folder = Path(folder)
+    if not folder.exists():
+        return f"{folder}: no such folder (write a model folder with `seldon-river export`)"
+    if not folder.is_dir():
+        return f"{folder} is a file, not a model folder (write one with `seldon-river export`)"
+    if is_keyed(folder) != keyed:
+        return (f"{folder} is a keyed model folder: serve it with --component keyed" if not keyed
+                else f"{folder} is not a keyed model folder: serve it with --component model")
+    try:
+        _verified(folder)
+        if keyed:
+            read_keyed_metadata(folder)
+    except (ArtifactError, OSError) as exc:
+        return " ".join(str(exc).split())
+    return None

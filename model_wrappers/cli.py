@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "export": ("model_wrappers.commands.export", "write a model folder from a dill file"),
     "export-keyed": ("model_wrappers.keyed_artifact", "write a keyed model folder (one pipeline per key)"),
     "serve": ("model_wrappers.commands.serve", "serve one component with seldon-core-microservice"),
+    "pull": ("model_wrappers.commands.pull", "write what a model learned as a new model folder"),
     "run": ("model_wrappers.local.command", "run a SeldonDeployment graph locally, no cluster"),
     "demo": ("model_wrappers.local.demo", "run the full graph locally and stream a dataset through it"),
     "deploy": ("model_wrappers.deploy.command", "create or update a deployment in a cluster"),

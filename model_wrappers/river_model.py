@@ -41,10 +41,11 @@ import copy
 import json
 import logging
 import uuid
+from typing import Callable
 
 from . import payload, seldon_metrics
 from .adapter_support import GaugeReport, gauges, recall_prediction
-from .artifact import load_model, read_metadata
+from .artifact import LoadedModel, load_model, read_metadata
 from .config import StateSettings
 from .errors import InvalidInput, NotFound, seldon_errors
 from .keyed_artifact import is_keyed
@@ -53,6 +54,15 @@ from .log.replica import Replica
 from .request_context import current_puid
 
 logger = logging.getLogger(__name__)
+
+def fresh_state(loaded: LoadedModel) -> Callable[[], ModelState]:
+    """What a model's learning log starts from: the folder's pipeline, untouched by any event."""
+
+    def fresh() -> ModelState:
+        return ModelState(copy.deepcopy(loaded.pipeline), loaded.metadata.task, loaded.metadata.classes)
+
+    return fresh
+
 
 class RiverModel:
     """Seldon MODEL serving a river pipeline from a model folder.
@@ -121,13 +131,8 @@ class RiverModel:
         self.metadata = meta
         self.schema = payload.Schema(meta.features)
         settings = StateSettings.resolve(meta.name, meta.sha256, **self.state_options)
-        pipeline = loaded.pipeline
-
-        def fresh() -> ModelState:
-            return ModelState(copy.deepcopy(pipeline), meta.task, meta.classes)
-
         self.replica = Replica.started(
-            fresh, ModelState.restore, settings, ttl=self.label_ttl, capacity=self.label_capacity
+            fresh_state(loaded), ModelState.restore, settings, ttl=self.label_ttl, capacity=self.label_capacity
         )
         seldon_metrics.install()
         logger.info(
@@ -199,7 +204,8 @@ class RiverModel:
         """What the model has learned and where its log stands, as served by /health/status."""
         figures = self.replica.read(lambda s: s.figures())
         return {
-            "model": {"name": self.metadata.name, "task": self.metadata.task, "sha256": self.metadata.sha256},
+            "model": {"name": self.metadata.name, "task": self.metadata.task, "sha256": self.metadata.sha256,
+                      "folder": str(self.model_uri)},
             "metrics": figures,
             "replica": self.replica.status(),
         }

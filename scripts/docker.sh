@@ -21,7 +21,9 @@
 #   BASE_IMAGE             "local" (default): a Debian bookworm image made here with
 #                          `debootstrap --variant=minbase` and `docker import`, because no image
 #                          registry needs to be reachable; or a reference such as python:3.11-slim
-#   DEBIAN_MIRROR          mirror debootstrap uses (default http://deb.debian.org/debian)
+#   DEBIAN_MIRROR          mirror debootstrap uses (default: the machine's own apt source for
+#                          bookworm, from /etc/apt/sources.list and sources.list.d, see
+#                          scripts/apt-mirror.sh)
 #   SELDON_RIVER_BUILD_CA  CA bundle pip trusts while building (default: $PIP_CERT, else
 #                          /etc/ssl/certs/ca-certificates.crt) - needed behind TLS interception
 #   SELDON_RIVER_PIP_CONF  pip.conf used while building (default: $PIP_CONFIG_FILE, else
@@ -43,7 +45,7 @@ BUILDER_IMAGE=seldon-river-s2i-builder:$VERSION
 S2I_IMAGE=seldon-river-s2i-model:$VERSION
 LOCAL_BASE_IMAGE=seldon-river-base:bookworm
 BASE_IMAGE=${BASE_IMAGE:-local}
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-}
 
 die() { echo "docker.sh: $*" >&2; exit 1; }
 log() { echo "docker.sh: $*" >&2; }
@@ -178,6 +180,8 @@ ensure_base() {
   fi
   need debootstrap "install debootstrap (scripts/setup-system.sh)"
   [ "$(id -u)" -eq 0 ] || die "debootstrap needs root to make $LOCAL_BASE_IMAGE (or set BASE_IMAGE=python:3.11-slim where a registry is reachable)"
+  [ -n "$DEBIAN_MIRROR" ] || DEBIAN_MIRROR=$(bash scripts/apt-mirror.sh bookworm)
+  [ -n "$DEBIAN_MIRROR" ] || die "no apt source of this machine serves Debian bookworm: set DEBIAN_MIRROR to a Debian mirror"
   local rootfs start=$SECONDS
   rootfs=$(mktemp -d "$DOCKER_ROOT/rootfs.XXXXXX")
   log "making $LOCAL_BASE_IMAGE with debootstrap from $DEBIAN_MIRROR"

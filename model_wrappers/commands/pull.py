@@ -13,8 +13,8 @@ import argparse
 import json
 import sys
 
-from ..learned_state import PullError, Source, learned_state, pull
 from ..artifact import ArtifactError
+from ..learned_state import PullError, Source, learned_state, pull
 from ..log.replica import reachable
 
 
@@ -35,8 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def _source(args: argparse.Namespace) -> tuple[Source, int | None]:
     if args.url:
-        source, serving = Source.of_component(args.url, args.model, args.state)
-        return source, serving
+        return Source.of_component(args.url, args.model, args.state)
     if not args.model:
         raise PullError("say where the state is: --from URL, or --model FOLDER (with --state URI)")
     return Source.of_folder(args.model, args.state, args.state_name), None

@@ -34,6 +34,7 @@ import hmac
 import json
 import os
 import platform
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -74,9 +75,15 @@ class Feature:
             kind = kind or "number"
         if not name:
             raise ArtifactError(f"a feature needs a name, got {spec!r}")
+        name = str(name)
+        if name != name.strip() or "," in name or not re.search(r"\w", name):
+            raise ArtifactError(
+                f"{name!r} is not a feature name (a name has a letter, digit or _, no comma and no "
+                "surrounding spaces): list every feature by name, e.g. features a,b,c"
+            )
         if kind not in FEATURE_TYPES:
             raise ArtifactError(f"feature {name!r}: type must be one of {FEATURE_TYPES}, got {kind!r}")
-        return cls(str(name), kind)
+        return cls(name, kind)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,11 +100,14 @@ class Metadata:
     classes: tuple[Any, ...] = ()
     name: str = "model"
     format_version: int = FORMAT_VERSION
+    provenance: dict | None = None  # a pulled state: its log, position, events learned, metrics
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
         out["features"] = [dataclasses.asdict(f) for f in self.features]
         out["classes"] = list(self.classes)
+        if self.provenance is None:
+            del out["provenance"]
         return out
 
     @classmethod
@@ -162,10 +172,12 @@ def export_model(
     task: str | None = None,
     features: Iterable[str | dict | Feature] = (),
     classes: Iterable[Any] = (),
-    name: str = "model",
+    name: str | None = None,
     key: bytes | None = None,
+    force: bool = False,
+    provenance: dict | None = None,
 ) -> Metadata:
-    """Write ``pipeline`` and its metadata to ``folder`` (created if needed).
+    """Check ``pipeline`` against what it is told, then write it and its metadata to ``folder``.
 
     With ``key``, ``seldon-river.sig`` holds the HMAC-SHA256 of ``seldon-river.json``, which
     records the sha256 of ``model.dill``, so the signature covers both files.
@@ -175,34 +187,66 @@ def export_model(
     pipeline
         Any river estimator or pipeline.
     folder
-        Destination folder; existing model files in it are replaced atomically.
+        Destination folder, created if needed; one that exists and is not empty is refused
+        unless ``force``.
     task
-        ``"classifier"``, ``"regressor"`` or ``"anomaly"``; inferred from the pipeline if omitted.
+        ``"classifier"``, ``"regressor"`` or ``"anomaly"``; inferred from the pipeline if omitted,
+        refused if it contradicts the pipeline.
     features
         Feature names in column order (``"name"`` or ``"name:category"``). When given, requests
         are checked against them; an ndarray without names is read in this order.
     classes
-        Class labels of a classifier, in output column order. When given, predictions always
-        have these columns and feedback with any other label is refused.
+        Class labels of a classifier, in output column order: predictions always have these
+        columns and feedback with any other label is refused. They must include every label the
+        pipeline predicts (a binary classifier predicts ``True`` and ``False``); when omitted they
+        are the labels the pipeline predicts, and a classifier that has learned none is refused.
     name
-        A short name for logs and metrics.
+        A short name for logs, metrics and the log name; the folder's name by default.
+    force
+        Replace the model files of an existing folder.
+    provenance
+        Where the pipeline comes from (for a pulled state: its log, position and metrics).
 
     """
-    task = task or infer_task(pipeline)
-    if task not in TASKS:
-        raise ArtifactError(f"task must be one of {TASKS}, got {task!r}")
+    from .pipeline_checks import checked_classes, checked_task
+
+    task = checked_task(pipeline, task)
+    feats = checked_features(features)
+    classes = checked_classes(pipeline, task, classes, feats)
+    out = prepare_folder(folder, force)
+    return write_model(pipeline, out, task=task, features=feats, classes=classes, name=name or out.name,
+                       key=key, provenance=provenance)
+
+
+def checked_features(features: Iterable[str | dict | Feature]) -> tuple[Feature, ...]:
+    """Parsed feature specs, refused unless their names are unique."""
     feats = tuple(Feature.parse(f) for f in features)
     names = [f.name for f in feats]
     if len(set(names)) != len(names):
         raise ArtifactError(f"feature names must be unique, got {names}")
-    classes = tuple(classes)
-    if classes and task != "classifier":
-        raise ArtifactError(f"classes only apply to classifiers, not to a {task}")
-    for c in classes:
-        if not isinstance(c, (str, int, bool)):
-            raise ArtifactError(f"class labels must be str, int or bool, got {c!r}")
-    out = Path(folder)
+    return feats
+
+
+def prepare_folder(folder: str | os.PathLike, force: bool) -> Path:
+    """The destination folder, created; an existing one that is not empty only with ``force``."""
+    out = Path(folder).resolve()
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+        raise ArtifactError(f"{out} already exists and is not empty ({held}): choose a new folder, "
+                            "or pass --force (force=True) to replace its model files")
+    from .keyed_artifact import is_keyed
+
+    if is_keyed(out):
+        raise ArtifactError(f"{out} is a keyed model folder: write the model to a new folder")
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_model(pipeline: Any, out: Path, *, task: str, features: tuple[Feature, ...], classes: tuple,
+                name: str, key: bytes | None = None, provenance: dict | None = None) -> Metadata:
+    """Write ``model.dill`` and ``seldon-river.json`` (and the signature) to an existing folder, unchecked."""
     blob = dill.dumps(pipeline)
     atomic_write(out / MODEL_FILE, blob)
     meta = Metadata(
@@ -212,9 +256,10 @@ def export_model(
         dill_version=dill.__version__,
         python_version=platform.python_version(),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        features=feats,
+        features=features,
         classes=classes,
         name=name,
+        provenance=provenance,
     )
     text = json.dumps(meta.to_json(), indent=2).encode() + b"\n"
     signature = out / SIGNATURE_FILE
@@ -294,9 +339,8 @@ def check_versions(meta: Metadata) -> None:
             )
 
 
-def load_model(folder: str | os.PathLike) -> LoadedModel:
-    """Verify and load a model folder written by :func:`export_model`."""
-    folder = Path(folder)
+def _verified(folder: Path) -> tuple[Metadata, bytes]:
+    """The metadata and ``model.dill``'s bytes of a folder whose checks all pass."""
     meta = read_metadata(folder)
     check_signature(folder, state_key())
     check_versions(meta)
@@ -311,5 +355,36 @@ def load_model(folder: str | os.PathLike) -> LoadedModel:
             f"{path} has sha256 {actual} but {METADATA_FILE} records {meta.sha256}: "
             "the file was changed after export; refusing to load it"
         )
-    pipeline = dill.loads(blob)
-    return LoadedModel(pipeline=pipeline, metadata=meta, folder=folder)
+    return meta, blob
+
+
+def load_model(folder: str | os.PathLike) -> LoadedModel:
+    """Verify and load a model folder written by :func:`export_model`."""
+    folder = Path(folder)
+    meta, blob = _verified(folder)
+    return LoadedModel(pipeline=dill.loads(blob), metadata=meta, folder=folder)
+
+
+def folder_problem(folder: str | os.PathLike, keyed: bool = False) -> str | None:
+    """What stops ``folder`` from being served, in one line, or None when it can be.
+
+    Every check of loading runs except unpickling, so a server is started only for a folder it
+    will load. ``keyed`` says whether it is to be served as a keyed model.
+    """
+    from .keyed_artifact import is_keyed, read_keyed_metadata
+
+    folder = Path(folder)
+    if not folder.exists():
+        return f"{folder}: no such folder (write a model folder with `seldon-river export`)"
+    if not folder.is_dir():
+        return f"{folder} is a file, not a model folder (write one with `seldon-river export`)"
+    if is_keyed(folder) != keyed:
+        return (f"{folder} is a keyed model folder: serve it with --component keyed" if not keyed
+                else f"{folder} is not a keyed model folder: serve it with --component model")
+    try:
+        _verified(folder)
+        if keyed:
+            read_keyed_metadata(folder)
+    except (ArtifactError, OSError) as exc:
+        return " ".join(str(exc).split())
+    return None

@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "export": ("model_wrappers.commands.export", "write a model folder from a dill file"),
     "export-keyed": ("model_wrappers.keyed_artifact", "write a keyed model folder (one pipeline per key)"),
     "serve": ("model_wrappers.commands.serve", "serve one component with seldon-core-microservice"),
+    "pull": ("model_wrappers.commands.pull", "write what a model learned as a new model folder"),
     "run": ("model_wrappers.local.command", "run a SeldonDeployment graph locally, no cluster"),
     "demo": ("model_wrappers.local.demo", "run the full graph locally and stream a dataset through it"),
     "deploy": ("model_wrappers.deploy.command", "create or update a deployment in a cluster"),
@@ -23,8 +24,21 @@ SUBCOMMANDS = {
 }
 
 
+def version() -> str:
+    """This seldon-river's version and those its model folders depend on."""
+    import platform
+
+    import dill
+    import river
+
+    from . import __version__
+
+    return f"seldon-river {__version__} (river {river.__version__}, dill {dill.__version__}, Python {platform.python_version()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seldon-river", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="show the versions a model folder depends on")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -33,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:
+        print(version())
+        return 0
     top = build_parser()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         top.parse_args(argv)  # prints usage / error and exits

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import urllib.parse
 
 DEFAULT_STATE_URI = "sqlite:////var/lib/seldon-river/state.db"
 STATE_URI_ENV = "SELDON_RIVER_STATE_URI"
@@ -44,6 +45,19 @@ def state_key() -> bytes | None:
         return key
     key = os.environ.get(STATE_KEY_ENV)
     return key.encode() if key else None
+
+
+def without_password(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (for status replies and provenance).
+
+    >>> without_password("redis://:secret@redis:6379/0")
+    'redis://:***@redis:6379/0'
+    """
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def unit_id(default: str) -> str:

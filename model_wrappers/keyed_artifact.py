@@ -48,12 +48,13 @@ from .artifact import (
     Feature,
     Metadata,
     atomic_write,
-    export_model,
-    infer_task,
+    checked_features,
     load_model,
+    write_model,
 )
 from .learning.keyed import HIGHER_IS_BETTER, Selection, dumps, loads
 from .learning.model import check_fits
+from .pipeline_checks import checked_classes, checked_task
 
 KEYED_FILE = "seldon-river-keyed.json"
 KEYS_FILE = "keys.db"
@@ -204,14 +205,14 @@ def export_keyed(
             raise ArtifactError(
                 f"candidate names must be identifiers (letters, digits, _; used in metric names), got {candidate!r}"
             )
-    if task is None:
-        first = next(iter(templates.values()), None)
-        if first is None:
-            value = next(iter(mapping.values()))
-            first = next(iter(value.values())) if isinstance(value, Mapping) else value
-        task = infer_task(first)
+    first = next(iter(templates.values()), None)
+    if first is None:
+        value = next(iter(mapping.values()))
+        first = next(iter(value.values())) if isinstance(value, Mapping) else value
+    task = checked_task(first, task)
     selection = Selection.for_task(task, selection_metric, min_observations)
-    feats = tuple(Feature.parse(f) for f in features)
+    feats = checked_features(features)
+    classes = checked_classes(first, task, classes, feats)
     if key_feature is not None and key_feature in {f.name for f in feats}:
         raise ArtifactError(
             f"key feature {key_feature!r} is listed among the features; features are the inputs of the "
@@ -227,7 +228,7 @@ def export_keyed(
         count, keys_sha = 0, None
         if keys_path.exists():
             keys_path.unlink()
-    meta = export_model(templates, out, task=task, features=feats, classes=classes, name=name)
+    meta = write_model(templates, out, task=task, features=feats, classes=classes, name=name)
     keyed = KeyedMetadata(
         candidates=candidates,
         templates=tuple(templates),

@@ -42,12 +42,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from typing import Callable
 
 from . import payload, seldon_metrics
 from .adapter_support import (
     ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, gauges, recall_prediction, request_puid,
 )
-from .artifact import load_model, read_metadata
+from .artifact import LoadedModel, load_model, read_metadata
 from .checks import meta_of
 from .config import StateSettings
 from .errors import NotFound, seldon_errors
@@ -57,6 +58,15 @@ from .log.replica import Replica
 from .stock_wrapper import StockWrapperSupport
 
 logger = logging.getLogger(__name__)
+
+def fresh_state(loaded: LoadedModel) -> Callable[[], ModelState]:
+    """What a model's learning log starts from: the folder's pipeline, untouched by any event."""
+
+    def fresh() -> ModelState:
+        return ModelState(copy.deepcopy(loaded.pipeline), loaded.metadata.task, loaded.metadata.classes)
+
+    return fresh
+
 
 class RiverModel(StockWrapperSupport):
     """Seldon MODEL serving a river pipeline from a model folder.
@@ -125,14 +135,9 @@ class RiverModel(StockWrapperSupport):
         self.metadata = meta
         self.schema = payload.Schema(meta.features)
         settings = StateSettings.resolve(meta.name, meta.sha256, **self.state_options)
-        pipeline = loaded.pipeline
-        check_fits(pipeline, meta.task, f"{self.model_uri}/model.dill")
-
-        def fresh() -> ModelState:
-            return ModelState(copy.deepcopy(pipeline), meta.task, meta.classes)
-
+        check_fits(loaded.pipeline, meta.task, f"{self.model_uri}/model.dill")
         self.replica = Replica.started(
-            fresh, ModelState.restore, settings, ttl=self.label_ttl, capacity=self.label_capacity
+            fresh_state(loaded), ModelState.restore, settings, ttl=self.label_ttl, capacity=self.label_capacity
         )
         seldon_metrics.install()
         logger.info(
@@ -197,7 +202,8 @@ class RiverModel(StockWrapperSupport):
         """What the model has learned and where its log stands, as served by /health/status."""
         figures = self.replica.read(lambda s: s.figures())
         return {
-            "model": {"name": self.metadata.name, "task": self.metadata.task, "sha256": self.metadata.sha256},
+            "model": {"name": self.metadata.name, "task": self.metadata.task, "sha256": self.metadata.sha256,
+                      "folder": str(self.model_uri)},
             "metrics": figures,
             "replica": self.replica.status(),
         }

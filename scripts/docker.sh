@@ -21,7 +21,9 @@
 #   BASE_IMAGE             "local" (default): a Debian bookworm image made here with
 #                          `debootstrap --variant=minbase` and `docker import`, because no image
 #                          registry needs to be reachable; or a reference such as python:3.11-slim
-#   DEBIAN_MIRROR          mirror debootstrap uses (default: the machine's own, from its apt sources)
+#   DEBIAN_MIRROR          mirror debootstrap uses (default: the machine's own apt source for
+#                          bookworm, from /etc/apt/sources.list and sources.list.d, see
+#                          scripts/apt-mirror.sh)
 #   SELDON_RIVER_BUILD_CA  CA bundle pip trusts while building (default: $PIP_CERT, else
 #                          /etc/ssl/certs/ca-certificates.crt) - needed behind TLS interception
 #   SELDON_RIVER_PIP_CONF  pip.conf used while building (default: $PIP_CONFIG_FILE, else
@@ -46,17 +48,6 @@ BASE_IMAGE=${BASE_IMAGE:-local}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-}
 
 die() { echo "docker.sh: $*" >&2; exit 1; }
-
-# The Debian mirror this machine's apt uses (deb822 .sources first, then one-line .list files),
-# leaving out the security archive.
-apt_mirror() {
-  local uri
-  uri=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | grep -v -- '-security' | head -n 1 || true)
-  [ -n "$uri" ] || uri=$(sed -n 's/^deb[[:space:]]\{1,\}\(\[[^]]*\][[:space:]]\{1,\}\)\{0,1\}\([^[:space:]]*\).*/\2/p' \
-        /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | grep -v -- '-security' | head -n 1 || true)
-  echo "$uri"
-}
 log() { echo "docker.sh: $*" >&2; }
 
 need() {
@@ -189,9 +180,9 @@ ensure_base() {
   fi
   need debootstrap "install debootstrap (scripts/setup-system.sh)"
   [ "$(id -u)" -eq 0 ] || die "debootstrap needs root to make $LOCAL_BASE_IMAGE (or set BASE_IMAGE=python:3.11-slim where a registry is reachable)"
+  [ -n "$DEBIAN_MIRROR" ] || DEBIAN_MIRROR=$(bash scripts/apt-mirror.sh bookworm)
+  [ -n "$DEBIAN_MIRROR" ] || die "no apt source of this machine serves Debian bookworm: set DEBIAN_MIRROR to a Debian mirror"
   local rootfs start=$SECONDS
-  [ -n "$DEBIAN_MIRROR" ] || DEBIAN_MIRROR=$(apt_mirror)
-  [ -n "$DEBIAN_MIRROR" ] || die "no Debian mirror found in this machine's apt sources: set DEBIAN_MIRROR"
   rootfs=$(mktemp -d "$DOCKER_ROOT/rootfs.XXXXXX")
   log "making $LOCAL_BASE_IMAGE with debootstrap from $DEBIAN_MIRROR"
   if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \

@@ -4,7 +4,10 @@
 # the clone). Needs a machine that reaches Seldon's chart repository; the file is written outside
 # the repository and never committed.
 #
-#   bash scripts/fetch-crd.sh [OUT]
+#   SELDON_CHART_REPO=URL bash scripts/fetch-crd.sh [OUT]
+#
+# The chart repository is SELDON_CHART_REPO, or the URL of the helm repository named
+# $SELDON_CHART_REPO_NAME (default "seldon") in helm's own repository config (`helm repo add`).
 #
 # The CRD is rendered from seldon-core-operator's own chart at 1.17.1 (release "sco" in namespace
 # seldon-system, as an operator installation renders it), with helm from scripts/tools.sh.
@@ -13,14 +16,18 @@ cd "$(dirname "$0")/.."
 
 VERSION=1.17.1
 CHART_REPO=${SELDON_CHART_REPO:-}
+REPO_NAME=${SELDON_CHART_REPO_NAME:-seldon}
 TEMPLATE=templates/customresourcedefinition_v1_seldondeployments.machinelearning.seldon.io.yaml
 OUT=${1:-${SELDON_CRD:-../shared/crds/seldondeployment-v$VERSION.yaml}}
 
 die() { echo "fetch-crd.sh: $*" >&2; exit 1; }
-[ -n "$CHART_REPO" ] || die "set SELDON_CHART_REPO to the URL of Seldon's Helm chart repository"
 
 bash scripts/tools.sh ensure helm
 HELM=$(bash scripts/tools.sh path helm)
+if [ -z "$CHART_REPO" ]; then
+  CHART_REPO=$("$HELM" repo list 2>/dev/null | awk -v name="$REPO_NAME" '$1 == name { print $2 }')
+fi
+[ -n "$CHART_REPO" ] || die "no chart repository: pass SELDON_CHART_REPO=URL (Seldon's chart repository), or add it to helm as $REPO_NAME (helm repo add $REPO_NAME URL)"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

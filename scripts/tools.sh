@@ -49,12 +49,10 @@ go_env() {
   export GOMODCACHE=$CACHE/go/mod
   export GOCACHE=$CACHE/go/build
   export CGO_ENABLED=0
-  # Never fetch another toolchain: only the module proxy is reachable.
+  # Never fetch another toolchain: only the module proxy is reachable. Which proxy is go's own
+  # setting (GOPROXY, or `go env -w GOPROXY=...`): this script does not choose one.
   export GOTOOLCHAIN=local
   export GOFLAGS="-buildvcs=false -trimpath"
-  # The module proxy this machine's Go is configured with.
-  GOPROXY=${GOPROXY:-$(go env GOPROXY)}
-  export GOPROXY
 }
 
 # module_dir MODULE@VERSION: downloads a module and prints its directory in the module cache.

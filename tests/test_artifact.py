@@ -6,14 +6,14 @@ import json
 import subprocess
 
 import pytest
-from river import linear_model, preprocessing
+from river import linear_model, naive_bayes, preprocessing
 
 from model_wrappers.artifact import METADATA_FILE, MODEL_FILE, ArtifactError, export_model, load_model
 from support import BIN, Microservice, dump
 
 
 def test_export_records_versions_checksum_and_schema(tmp_path):
-    pipeline = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    pipeline = preprocessing.StandardScaler() | naive_bayes.GaussianNB()
     meta = export_model(pipeline, tmp_path, features=["a", "b:category"], classes=[0, 1])
     written = json.loads((tmp_path / METADATA_FILE).read_text())
     assert written["task"] == "classifier"  # inferred from the pipeline

@@ -121,7 +121,7 @@ from model_wrappers.artifact import ArtifactError, export_model, load_model  # n
 
 def test_signed_folder_loads_and_a_changed_one_is_refused(tmp_path, keyed_env):
     folder = tmp_path / "m"
-    export_model(linear_model.LogisticRegression(), folder, key=KEY)
+    export_model(linear_model.LogisticRegression(), folder, key=KEY, name="model")
     assert load_model(folder).metadata.sha256
     meta = folder / "seldon-river.json"
     original = meta.read_text()

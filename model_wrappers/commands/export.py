@@ -12,7 +12,7 @@ from ..artifact import TASKS, ArtifactError, export_model
 
 
 def _scalar(text: str):
-    # "true" -> True, "1" -> 1, "cat" -> "cat": class labels keep the type the model learned.
+    # "1" -> 1, "cat" -> "cat"; export then matches each label to the pipeline's own ("True" -> True).
     try:
         value = json.loads(text)
     except ValueError:
@@ -27,12 +27,17 @@ def _list(text: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("pipeline", help="a river pipeline saved with dill.dump")
     parser.add_argument("folder", help="the model folder to write")
-    parser.add_argument("--task", choices=TASKS, help="inferred from the pipeline when omitted")
+    parser.add_argument("--task", choices=TASKS,
+                        help="inferred from the pipeline when omitted; refused when it contradicts the pipeline")
     parser.add_argument(
         "--features", default="", help="feature names in column order, comma separated; name:category for categories"
     )
-    parser.add_argument("--classes", default="", help="class labels in output order, comma separated (JSON scalars)")
-    parser.add_argument("--name", default="model", help="a short name used in logs, metrics and the log name")
+    parser.add_argument("--classes", default="",
+                        help="class labels in output order, comma separated; inferred when the pipeline predicts "
+                             "known labels (a binary classifier: true,false)")
+    parser.add_argument("--name", default=None,
+                        help="a short name used in logs, metrics and the log name (default: the folder's name)")
+    parser.add_argument("--force", action="store_true", help="replace the model files of an existing folder")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,9 +51,11 @@ def main(args: argparse.Namespace) -> int:
             features=_list(args.features),
             classes=[_scalar(c) for c in _list(args.classes)],
             name=args.name,
+            force=args.force,
         )
     except (OSError, ArtifactError, dill.UnpicklingError) as exc:
         print(f"seldon-river export: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {args.folder}: {meta.task} {meta.name}, sha256 {meta.sha256}, river {meta.river_version}")
+    classes = f", classes {','.join(map(str, meta.classes))}" if meta.classes else ""
+    print(f"wrote {args.folder}: {meta.task} {meta.name}{classes}, sha256 {meta.sha256}, river {meta.river_version}")
     return 0

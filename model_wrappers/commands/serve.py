@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..artifact import folder_problem
+
 COMPONENTS = {
     "model": ("model_wrappers.RiverModel", "MODEL"),
     "keyed": ("model_wrappers.KeyedRiverModel", "MODEL"),
@@ -75,6 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.component in ("model", "keyed") and args.model_dir:
+        problem = folder_problem(args.model_dir, keyed=args.component == "keyed")
+        if problem:
+            print(f"seldon-river serve: {problem}", file=sys.stderr)
+            return 2
     parameters = {}
     if args.component in ("model", "keyed"):
         if not args.model_dir:

@@ -174,7 +174,7 @@ def _how_to_call(ref: Ref, sdep: dict, gateway: str, endpoint: str) -> str:
         "Seldon Core's operator creates its pods; once they run, call it through the ingress:",
         "  from seldon_core.seldon_client import SeldonClient",
         f'  sc = SeldonClient(deployment_name="{name}", namespace="{ns}", gateway="{gateway}",',
-        f'                    gateway_endpoint="{endpoint}", transport="rest")',
+        f'                    gateway_endpoint="{endpoint}", transport="rest", client_return_type="proto")',
         '  r = sc.predict(data=X, payload_type="ndarray")  # X: 2-D numpy array, one row per sample',
         "  sc.feedback(prediction_request=r.request, prediction_response=r.response, reward=1.0)",
         f"  REST: POST http://{endpoint}/seldon/{ns}/{name}/api/v1.0/predictions",

@@ -48,7 +48,7 @@ def check_fits(pipeline: Any, task: str, what: str) -> None:
         )
 
 
-def _label_key(value: Any) -> Any:
+def label_key(value: Any) -> Any:
     """Labels compare by value and, failing that, by text ("1" matches 1, "True" matches True)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -102,7 +102,7 @@ class ModelState:
         for known in self.declared:
             if value == known and type(value) is type(known):
                 return known
-        matches = [k for k in self.declared if _label_key(k) == _label_key(value)]
+        matches = [k for k in self.declared if label_key(k) == label_key(value)]
         if len(matches) == 1:
             return matches[0]
         raise InvalidInput(f"truth row {i}: unknown class {value!r}; this model's classes are {list(self.declared)}")

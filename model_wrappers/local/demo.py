@@ -1,15 +1,20 @@
 """``seldon-river demo``: the full graph on this machine, learning from a stream.
 
 1. Writes one model folder per RiverModel node of the manifest (by default
-   ``manifests/full-graph.yaml``): a logistic regression, then a Gaussian naive Bayes (then a
-   Hoeffding tree), none of them trained.
+   ``manifests/full-graph.yaml``), none of them trained: a logistic regression, then a
+   deliberately weak model (river's ``PriorClassifier``, which answers the class frequencies it
+   has seen, whatever the features), then a Hoeffding tree. Models this different show what the
+   router learns; two models of nearly equal accuracy would leave it nothing to tell apart.
 2. Runs the manifest as ``seldon-river run`` would, with fresh state under ``OUT/state``.
 3. Streams river's bundled Phishing dataset (1,250 rows, nothing to download) through Seldon's
    own ``SeldonClient``: each row is predicted, then its label goes back as feedback (the truth
    for the model that answered, reward 1 for a right answer and 0 for a wrong one for the
    router). The progress bar shows the progressive accuracy, the router's share of traffic per
    model and the outlier rate.
-4. Writes ``OUT/learning-curve.png`` and ``OUT/summary.json``.
+4. Writes ``OUT/learning-curve.png`` (the graph's accuracy, each model's accuracy on the rows it
+   served and, dashed, on every row had it served alone; the router's share of traffic; the
+   outlier rate; the detector's warm-up shaded) and ``OUT/summary.json`` (the configuration,
+   the stream's figures, each model's accuracy alone and the router's own statistics).
 """
 
 from __future__ import annotations
@@ -40,13 +45,16 @@ def find_manifest(path: str) -> Path:
 
 def pipelines():
     """Untrained river classifiers for the model nodes, in order (cycled when more nodes)."""
-    from river import linear_model, naive_bayes, preprocessing, tree
+    from river import dummy, linear_model, preprocessing, tree
 
     return [
         ("logistic-regression", lambda: preprocessing.StandardScaler() | linear_model.LogisticRegression()),
-        ("naive-bayes", lambda: naive_bayes.GaussianNB()),
+        ("prior-baseline", lambda: dummy.PriorClassifier()),
         ("hoeffding-tree", lambda: tree.HoeffdingTreeClassifier()),
     ]
+
+
+CLASSES = [True, False]  # the models' output columns, as exported
 
 
 def export_models(nodes: list[str], folder: Path, features: list[str]) -> dict[str, str]:
@@ -57,9 +65,47 @@ def export_models(nodes: list[str], folder: Path, features: list[str]) -> dict[s
     chosen = {}
     for i, node in enumerate(nodes):
         kind, make = kinds[i % len(kinds)]
-        export_model(make(), folder / node, task="classifier", features=features, classes=[True, False], name=kind)
+        export_model(make(), folder / node, task="classifier", features=features, classes=CLASSES, name=kind)
         chosen[node] = kind
     return chosen
+
+
+def accuracy_alone(kind: str, rows: int) -> list[float]:
+    """Progressive accuracy of the model ``kind`` had it served every row of the stream alone.
+
+    It predicts as the graph's reply is read (the most probable of the exported classes), then
+    learns the row, as a model node does with its feedback.
+    """
+    from river import datasets
+
+    model = dict(pipelines())[kind]()
+    curve, right = [], 0
+    for i, (x, y) in enumerate(datasets.Phishing()):
+        if i >= rows:
+            break
+        probabilities = model.predict_proba_one(x)
+        right += max(CLASSES, key=lambda c: probabilities.get(c, 0.0)) == y
+        model.learn_one(x, y)
+        curve.append(right / (i + 1))
+    return curve
+
+
+def node_parameters(deployment, name: str | None) -> dict:
+    """A graph node's Seldon parameters as name -> raw value (without state URIs, local here)."""
+    for node in deployment.predictor.graph.walk():
+        if node.name == name:
+            return {p["name"]: p.get("value") for p in node.parameters if p.get("name") != "state_uri"}
+    return {}
+
+
+def detector_node(deployment) -> str | None:
+    """The graph node that runs the OutlierDetector, if any."""
+    from .plan import DETECTOR, STATEFUL
+
+    for name, container in deployment.predictor.containers.items():
+        if container.env.get("MODEL_NAME") in (DETECTOR, STATEFUL[DETECTOR]):
+            return name
+    return None
 
 
 def predicted_label(response: dict):
@@ -72,14 +118,6 @@ def predicted_label(response: dict):
     else:
         raise ValueError(f"the graph's reply holds no class probabilities: {str(response)[:300]}")
     return max(probabilities, key=probabilities.get)
-
-
-def has_detector(deployment) -> bool:
-    """Whether a container of the graph runs the OutlierDetector."""
-    from .plan import DETECTOR, STATEFUL
-
-    return any(c.env.get("MODEL_NAME") in (DETECTOR, STATEFUL[DETECTOR])
-               for c in deployment.predictor.containers.values())
 
 
 def is_outlier(tags: dict) -> bool:
@@ -96,6 +134,15 @@ def router_arms(deployment) -> tuple[str | None, list[str]]:
         if routes(node):
             return node.name, [c.name for c in node.children]
     return None, []
+
+
+def component_status(run: LocalRun, node: str) -> dict:
+    """What one graph node reports at ``/health/status``, through the run's gateway."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{run.rest_endpoint}/api/v1.0/status/{node}", timeout=30) as reply:
+        return json.loads(reply.read()).get("jsonData") or {}
 
 
 def stream(run: LocalRun, rows: int, tracker: Tracker, router: str | None) -> None:
@@ -162,22 +209,37 @@ def main(args: argparse.Namespace) -> int:
         print(f"seldon-river demo: {exc}", file=sys.stderr)
         return 2
     router, arms = router_arms(deployment)
+    detector = detector_node(deployment)
+    warm_up = int(node_parameters(deployment, detector).get("warm_up") or 0) if detector else 0
     tracker = Tracker(arms, {a: f"{a} ({kinds[a]})" for a in arms if a in kinds},
-                      outliers=has_detector(deployment))
+                      outliers=detector is not None, warm_up=warm_up)
+    rows = min(args.rows, 1250)
     print(f"seldon-river demo: {deployment.name} from {deployment.source}; models "
           + ", ".join(f"{n}={k}" for n, k in kinds.items()), flush=True)
     started = time.monotonic()
     try:
         with run:
             print(f"graph ready after {time.monotonic() - started:.1f} s, gateway {run.rest_endpoint}", flush=True)
-            stream(run, min(args.rows, 1250), tracker, router)
+            stream(run, rows, tracker, router)
+            router_status = component_status(run, router) if router else None
     except (StartupError, RunError, OSError) as exc:
         print(f"seldon-river demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("seldon-river demo: interrupted", file=sys.stderr)
         return 130
-    png, summary = tracker.write(out, f"{deployment.name}: {tracker.rows} Phishing rows through seldon-river run")
+    configuration = {
+        "manifest": str(deployment.source),
+        "deployment": deployment.name,
+        "rows": rows,
+        "models": kinds,
+        "router": {"node": router, "parameters": node_parameters(deployment, router)} if router else None,
+        "detector": {"node": detector, "parameters": node_parameters(deployment, detector)} if detector else None,
+    }
+    statistics = {"router_statistics": {k: router_status.get(k) for k in ("arms", "metrics")}} if router else {}
+    alone = {a: accuracy_alone(kinds[a], rows) for a in arms if a in kinds}
+    png, summary = tracker.write(out, f"{deployment.name}: {tracker.rows} Phishing rows through seldon-river run",
+                                 alone, {"configuration": configuration, **statistics})
     print(f"progressive accuracy {tracker.accuracy:.3f} over {tracker.rows} rows; {tracker.postfix()}")
     print(f"wrote {png} and {summary} in {time.monotonic() - started:.0f} s")
     return 0

@@ -244,7 +244,7 @@ class LocalRun:
         lines += [
             f"state {self.state_dir}   (where everything listens: {self.run_file.name})",
             f"SeldonClient(deployment_name=\"{d.name}\", namespace=\"{d.namespace}\", "
-            f"gateway_endpoint=\"{self.rest_endpoint}\", gateway=\"ambassador\")",
+            f"gateway_endpoint=\"{self.rest_endpoint}\", gateway=\"ambassador\", client_return_type=\"proto\")",
             "Components listen on all interfaces, as Seldon's wrapper always does: on a shared network "
             "their ports are reachable without the gateway's token.",
         ]

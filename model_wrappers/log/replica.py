@@ -41,10 +41,11 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..config import without_password
 from ..errors import NotLearned, OutcomeUnknown, StateUnavailable
 from ..learning.applied import applied_at
 from . import open_log
-from .base import EventLog, LogOutcomeUnknown, LogUnavailable
+from .base import Checkpoint, EventLog, LogOutcomeUnknown, LogUnavailable
 from .group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,42 @@ def encode(event: dict) -> bytes:
 
 def decode(payload: bytes) -> dict:
     return json.loads(payload)
+
+
+def kept_checkpoints(log: EventLog) -> list[int]:
+    """Positions of the checkpoints ``log`` keeps, newest first."""
+    listed = getattr(log, "list_checkpoints", None)
+    if listed is not None:
+        return list(listed())
+    newest = log.load_checkpoint()  # a backend that keeps only its newest checkpoint
+    return [newest.position] if newest is not None else []
+
+
+def checkpoint_at(log: EventLog, position: int) -> Checkpoint:
+    """The checkpoint ``log`` keeps at ``position``."""
+    if getattr(log, "list_checkpoints", None) is not None:
+        found = log.load_checkpoint(position)
+    else:
+        found = log.load_checkpoint()
+    if found is None or found.position != position:
+        raise LogUnavailable(f"log {log.name!r} keeps no checkpoint at position {position}: {reachable(log)}")
+    return found
+
+
+def reachable(log: EventLog) -> str:
+    """Which past states ``log`` can still give: a position is rebuilt from a kept checkpoint at or
+    before it (or from the start) when the log still holds every event in between."""
+    kept = kept_checkpoints(log)
+    held = log.read(0, 1)
+    head = log.head()
+    first = held[0][0] if held else head + 1
+    starts = [s for s in (0, *kept) if s >= first - 1]
+    alone = [c for c in kept if c < first - 1]
+    can = f"positions {min(starts)}..{head}" if starts else "no position"
+    if alone:
+        can += f" and the checkpoints at {alone}"
+    events = f"events {first}..{head}" if held else "no events"
+    return f"it keeps checkpoints at {kept or 'no position'} and {events}, so {can} can be pulled"
 
 
 def state_hint(exc: Exception) -> str:
@@ -127,6 +164,35 @@ class Replica:
         with self._lock:
             self._restore()
             self.replayed = self._catch_up()
+
+    def start_at(self, position: int) -> None:
+        """Hold the state just after event ``position``, as every replica held it then.
+
+        It starts from the newest kept checkpoint at or before ``position`` (or a fresh state)
+        and replays the events after it up to ``position``; a replica started so is for reading
+        (pulling a learned state out), not for serving.
+        """
+        with self._lock:
+            head = self.log.head()
+            if not 0 <= position <= head:
+                raise LogUnavailable(f"log {self.log.name!r} has positions 0..{head}, not {position}")
+            kept = kept_checkpoints(self.log)
+            start = next((c for c in kept if c <= position), None)
+            if start is None:
+                self.state, self.position = self._fresh(), 0
+            else:
+                self.state, self.position = self._from_checkpoint(checkpoint_at(self.log, start).blob), start
+            self.restored_from = self.position
+            while self.position < position:
+                entries = self.log.read(self.position, min(READ_BATCH, position - self.position))
+                if not entries or entries[0][0] != self.position + 1:
+                    raise LogUnavailable(
+                        f"log {self.log.name!r} no longer holds the events after position {self.position}: "
+                        f"{reachable(self.log)}"
+                    )
+                for at, payload in entries:
+                    self._apply(at, payload)
+            self.replayed = self.position - self.restored_from
 
     def _restore(self) -> None:
         checkpoint = self.log.load_checkpoint()
@@ -250,6 +316,8 @@ class Replica:
             return {
                 "pid": os.getpid(),
                 "log": self.log.describe(),
+                "log_name": self.log.name,
+                "state_uri": without_password(self.log.uri),
                 "position": self.position,
                 "restored_from": self.restored_from,
                 "replayed_at_start": self.replayed,

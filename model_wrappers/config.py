@@ -7,6 +7,7 @@ learning-log URI               ``state_uri`` / ``SELDON_RIVER_STATE_URI``   ``sq
 log name                       ``state_name`` / ``PREDICTIVE_UNIT_ID``      the component's class name
 checkpoint interval (events)   ``checkpoint_every``                         1000
 read staleness bound (ms)      ``max_staleness_ms``                         0 (every read catches up)
+checkpoints kept               ``SELDON_RIVER_KEEP_CHECKPOINTS``            3 (events since the oldest are kept)
 =============================  ===========================================  =====================================
 
 ``PREDICTIVE_UNIT_ID`` is set by Seldon's operator to the graph node's name, so each node of a
@@ -22,6 +23,7 @@ import urllib.parse
 
 DEFAULT_STATE_URI = "sqlite:////var/lib/seldon-river/state.db"
 STATE_URI_ENV = "SELDON_RIVER_STATE_URI"
+KEEP_CHECKPOINTS_ENV = "SELDON_RIVER_KEEP_CHECKPOINTS"
 UNIT_ID_ENV = "PREDICTIVE_UNIT_ID"
 STATE_KEY_ENV = "SELDON_RIVER_STATE_KEY"
 STATE_KEY_FILE_ENV = "SELDON_RIVER_STATE_KEY_FILE"
@@ -73,6 +75,7 @@ class StateSettings:
     name: str
     checkpoint_every: int = 1000
     max_staleness: float = 0.0
+    keep_checkpoints: int = 3
 
     @classmethod
     def resolve(
@@ -95,12 +98,16 @@ class StateSettings:
             raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
         if int(max_staleness_ms) < 0:
             raise ValueError(f"max_staleness_ms must be 0 or more, got {max_staleness_ms}")
+        keep = os.environ.get(KEEP_CHECKPOINTS_ENV) or "3"
+        if not keep.isdigit() or int(keep) < 1:
+            raise ValueError(f"{KEEP_CHECKPOINTS_ENV} must be a whole number of at least 1, got {keep!r}")
         base = state_name or unit_id(component)
         return cls(
             uri=state_uri or os.environ.get(STATE_URI_ENV) or DEFAULT_STATE_URI,
             name=f"{base}-{version[:12]}",
             checkpoint_every=int(checkpoint_every),
             max_staleness=int(max_staleness_ms) / 1000.0,
+            keep_checkpoints=int(keep),
         )
 
 

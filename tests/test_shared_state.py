@@ -166,7 +166,8 @@ def test_restart_after_compaction_replays_only_the_tail(services, phishing_folde
     log = log_of(phishing_folder, state_uri)
     try:
         assert log.load_checkpoint().position == 50
-        assert log.read(0, 1000)[0][0] == 50  # events before the checkpoint are gone
+        assert log.list_checkpoints() == [50, 25]  # the newest 3 are kept: two so far
+        assert log.read(0, 1000)[0][0] == 25  # events before the oldest kept checkpoint are gone
     finally:
         log.close()
     again = model_service(services, phishing_folder, tmp_path, state_uri, checkpoint_every=25, name="again")

@@ -8,14 +8,15 @@ from .base import Checkpoint, EventLog, LogOutcomeUnknown, LogUnavailable
 __all__ = ["Checkpoint", "EventLog", "LogOutcomeUnknown", "LogUnavailable", "open_log"]
 
 
-def open_log(uri: str, name: str, *, ttl: float = 86400.0, capacity: int = 100_000) -> EventLog:
+def open_log(uri: str, name: str, *, ttl: float = 86400.0, capacity: int = 100_000,
+             keep_checkpoints: int = 3) -> EventLog:
     """Open the learning log ``name`` at ``uri``.
 
     ``sqlite:///absolute/path.db`` is the embedded backend shared by the processes of one pod;
     ``redis://host:port/db`` serves many replicas. With a state key configured (see
     :func:`model_wrappers.config.state_key`) checkpoints and prediction records are authenticated.
     """
-    log = _open_backend(uri, name, ttl=ttl, capacity=capacity)
+    log = _open_backend(uri, name, ttl=ttl, capacity=capacity, keep_checkpoints=keep_checkpoints)
     key = state_key()
     if key is None:
         return log
@@ -24,13 +25,14 @@ def open_log(uri: str, name: str, *, ttl: float = 86400.0, capacity: int = 100_0
     return AuthenticatedLog(log, key)
 
 
-def _open_backend(uri: str, name: str, *, ttl: float, capacity: int) -> EventLog:
+def _open_backend(uri: str, name: str, *, ttl: float, capacity: int, keep_checkpoints: int = 3) -> EventLog:
     if uri.startswith("sqlite:///"):
         from .sqlite import SQLiteLog
 
-        return SQLiteLog(uri[len("sqlite:///"):], name, ttl=ttl, capacity=capacity)
+        return SQLiteLog(uri[len("sqlite:///"):], name, ttl=ttl, capacity=capacity,
+                         keep_checkpoints=keep_checkpoints)
     if uri.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisLog
 
-        return RedisLog(uri, name, ttl=ttl, capacity=capacity)
+        return RedisLog(uri, name, ttl=ttl, capacity=capacity, keep_checkpoints=keep_checkpoints)
     raise ValueError(f"state URI must start with sqlite:/// or redis://, got {uri!r}")

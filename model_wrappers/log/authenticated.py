@@ -30,6 +30,10 @@ class AuthenticatedLog(EventLog):
     def append(self, payload: bytes) -> int:
         return self.inner.append(payload)
 
+    def append_many(self, payloads: list[bytes]) -> list[int]:
+        # The inner log's own transaction: a group commit stays all or none.
+        return self.inner.append_many(payloads)
+
     def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
         return self.inner.read(after, limit)
 
@@ -39,8 +43,11 @@ class AuthenticatedLog(EventLog):
     def save_checkpoint(self, position: int, blob: bytes) -> bool:
         return self.inner.save_checkpoint(position, self._seal.seal(blob, self._checkpoint_context(position)))
 
-    def load_checkpoint(self) -> Checkpoint | None:
-        found = self.inner.load_checkpoint()
+    def list_checkpoints(self) -> list[int]:
+        return self.inner.list_checkpoints()
+
+    def load_checkpoint(self, position: int | None = None) -> Checkpoint | None:
+        found = self.inner.load_checkpoint(position)
         if found is None:
             return None
         what = f"checkpoint at position {found.position} of log {self.name!r} in {self.inner.uri}"

@@ -60,8 +60,12 @@ class EventLog(abc.ABC):
         """Store a checkpoint unless a newer one exists; True when stored."""
 
     @abc.abstractmethod
-    def load_checkpoint(self) -> Checkpoint | None:
-        """The newest checkpoint, if any."""
+    def load_checkpoint(self, position: int | None = None) -> Checkpoint | None:
+        """The newest checkpoint (``position`` None), or the kept one at ``position``; None if absent."""
+
+    @abc.abstractmethod
+    def list_checkpoints(self) -> list[int]:
+        """Positions of the kept checkpoints, newest first."""
 
     @abc.abstractmethod
     def compact(self, upto: int) -> int:

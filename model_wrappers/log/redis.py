@@ -59,13 +59,23 @@ def _maybe_sent(exc: redis.RedisError) -> bool:
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and "connecting to" not in text
 
 
+# KEYS: the kept positions (a sorted set), their blobs (a hash), the one checkpoint of a log
+# written before several were kept. ARGV: position, blob, how many to keep.
 SAVE_CHECKPOINT = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'position') or '0')
-if tonumber(ARGV[1]) > current then
-  redis.call('HSET', KEYS[1], 'position', ARGV[1], 'blob', ARGV[2])
-  return 1
+local newest = redis.call('ZREVRANGE', KEYS[1], 0, 0)
+local current = tonumber(newest[1] or redis.call('HGET', KEYS[3], 'position') or '0')
+if tonumber(ARGV[1]) <= current then
+  return 0
 end
-return 0
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local dropped = redis.call('ZRANGE', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
+for _, position in ipairs(dropped) do
+  redis.call('ZREM', KEYS[1], position)
+  redis.call('HDEL', KEYS[2], position)
+end
+redis.call('DEL', KEYS[3])
+return 1
 """
 
 # Records expire by TTL; the order list bounds how many exist at once (all keys share the
@@ -103,15 +113,19 @@ class RedisLog(EventLog):
 
     """
 
-    def __init__(self, url: str, name: str, ttl: float = 86400.0, capacity: int = 100_000):
+    def __init__(self, url: str, name: str, ttl: float = 86400.0, capacity: int = 100_000,
+                 keep_checkpoints: int = 3):
         self.uri = url
+        self.keep_checkpoints = max(1, int(keep_checkpoints))
         self.name = name
         self.ttl = ttl
         self.capacity = capacity
         prefix = self._prefix = f"seldon-river:{{{name}}}"
         self._events = f"{prefix}:events"
         self._head = f"{prefix}:head"
-        self._checkpoint = f"{prefix}:checkpoint"
+        self._checkpoint = f"{prefix}:checkpoint"  # written before several checkpoints were kept
+        self._kept = f"{prefix}:checkpoints"
+        self._kept_blobs = f"{prefix}:checkpoint-blobs"
         self._records = f"{prefix}:predictions"
         self._record_order = f"{prefix}:prediction-order"
         self._redis = redis.Redis.from_url(
@@ -177,18 +191,34 @@ class RedisLog(EventLog):
 
     def save_checkpoint(self, position: int, blob: bytes) -> bool:
         try:
-            return bool(self._save(keys=[self._checkpoint], args=[position, blob]))
+            return bool(self._save(keys=[self._kept, self._kept_blobs, self._checkpoint],
+                                   args=[position, blob, self.keep_checkpoints]))
         except redis.RedisError as exc:
             raise self._fail("write a checkpoint to", exc) from None
 
-    def load_checkpoint(self) -> Checkpoint | None:
+    def load_checkpoint(self, position: int | None = None) -> Checkpoint | None:
         try:
+            kept = self.list_checkpoints()
+            if kept and (position is None or position in kept):
+                chosen = kept[0] if position is None else position
+                blob = self._redis.hget(self._kept_blobs, str(chosen))
+                return Checkpoint(chosen, bytes(blob)) if blob is not None else None
             found = self._redis.hmget(self._checkpoint, ["position", "blob"])
         except redis.RedisError as exc:
             raise self._fail("read a checkpoint from", exc) from None
-        if found[0] is None:
+        if found[0] is None or (position is not None and int(found[0]) != position):
             return None
         return Checkpoint(int(found[0]), bytes(found[1]))
+
+    def list_checkpoints(self) -> list[int]:
+        try:
+            kept = [int(p) for p in self._redis.zrevrange(self._kept, 0, -1)]
+            if not kept:
+                legacy = self._redis.hget(self._checkpoint, "position")
+                kept = [int(legacy)] if legacy is not None else []
+        except redis.RedisError as exc:
+            raise self._fail("read a checkpoint from", exc) from None
+        return kept
 
     def compact(self, upto: int) -> int:
         try:

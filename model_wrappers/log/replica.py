@@ -63,22 +63,10 @@ def decode(payload: bytes) -> dict:
     return json.loads(payload)
 
 
-def kept_checkpoints(log: EventLog) -> list[int]:
-    """Positions of the checkpoints ``log`` keeps, newest first."""
-    listed = getattr(log, "list_checkpoints", None)
-    if listed is not None:
-        return list(listed())
-    newest = log.load_checkpoint()  # a backend that keeps only its newest checkpoint
-    return [newest.position] if newest is not None else []
-
-
 def checkpoint_at(log: EventLog, position: int) -> Checkpoint:
     """The checkpoint ``log`` keeps at ``position``."""
-    if getattr(log, "list_checkpoints", None) is not None:
-        found = log.load_checkpoint(position)
-    else:
-        found = log.load_checkpoint()
-    if found is None or found.position != position:
+    found = log.load_checkpoint(position)
+    if found is None:
         raise LogUnavailable(f"log {log.name!r} keeps no checkpoint at position {position}: {reachable(log)}")
     return found
 
@@ -86,7 +74,7 @@ def checkpoint_at(log: EventLog, position: int) -> Checkpoint:
 def reachable(log: EventLog) -> str:
     """Which past states ``log`` can still give: a position is rebuilt from a kept checkpoint at or
     before it (or from the start) when the log still holds every event in between."""
-    kept = kept_checkpoints(log)
+    kept = log.list_checkpoints()
     held = log.read(0, 1)
     head = log.head()
     first = held[0][0] if held else head + 1
@@ -151,7 +139,7 @@ class Replica:
         """Open the log that ``settings`` (a :class:`~model_wrappers.config.StateSettings`)
         names, then build and start a replica on it: a component's ``load()`` in one call."""
         try:
-            log = open_log(settings.uri, settings.name, **log_options)
+            log = open_log(settings.uri, settings.name, keep_checkpoints=settings.keep_checkpoints, **log_options)
         except LogUnavailable as exc:
             raise RuntimeError(state_hint(exc)) from None
         replica = cls(fresh, restore, log, checkpoint_every=settings.checkpoint_every,
@@ -176,7 +164,7 @@ class Replica:
             head = self.log.head()
             if not 0 <= position <= head:
                 raise LogUnavailable(f"log {self.log.name!r} has positions 0..{head}, not {position}")
-            kept = kept_checkpoints(self.log)
+            kept = self.log.list_checkpoints()
             start = next((c for c in kept if c <= position), None)
             if start is None:
                 self.state, self.position = self._fresh(), 0
@@ -306,8 +294,10 @@ class Replica:
         try:
             blob = self.state.snapshot()
             if self.log.save_checkpoint(self.position, blob):
-                # Keep the newest event so a lagging reader can tell it has been compacted past.
-                self.log.compact(self.position - 1)
+                # Events since the oldest kept checkpoint stay, so that any position from there
+                # on can be rebuilt (`seldon-river pull`); that checkpoint's own event stays too,
+                # so a lagging reader can tell it has been compacted past.
+                self.log.compact(min(self.log.list_checkpoints()) - 1)
         except LogUnavailable as exc:
             logger.warning("checkpoint at %d not written: %s", self.position, exc)
 

@@ -28,7 +28,11 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (name, position));
 CREATE TABLE IF NOT EXISTS checkpoints (
     name TEXT PRIMARY KEY, position INTEGER NOT NULL, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS kept_checkpoints (
+    name TEXT NOT NULL, position INTEGER NOT NULL, blob BLOB NOT NULL, PRIMARY KEY (name, position));
 """
+# `checkpoints` holds the one checkpoint of a log written before several were kept: it is read
+# while the log has no kept checkpoint yet, and replaced by the first one written.
 
 RECORDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -53,10 +57,13 @@ class SQLiteLog(EventLog):
         Seconds a prediction record is kept.
     capacity
         Most prediction records kept; the oldest go first.
+    keep_checkpoints
+        How many of the newest checkpoints are kept.
 
     """
 
-    def __init__(self, path: str | os.PathLike, name: str, ttl: float = 86400.0, capacity: int = 100_000):
+    def __init__(self, path: str | os.PathLike, name: str, ttl: float = 86400.0, capacity: int = 100_000,
+                 keep_checkpoints: int = 3):
         self.path = Path(path)
         # Prediction records get a file of their own: their stream of writes must not grow the
         # write-ahead log that every durable append syncs and checkpoints.
@@ -65,6 +72,7 @@ class SQLiteLog(EventLog):
         self.name = name
         self.ttl = ttl
         self.capacity = capacity
+        self.keep_checkpoints = max(1, int(keep_checkpoints))
         self._remembered = 0
         # A connection is shared by the threads of a process (gunicorn --threads, gRPC threads);
         # a transaction must not interleave with another thread's statements on it.
@@ -144,25 +152,61 @@ class SQLiteLog(EventLog):
     def save_checkpoint(self, position: int, blob: bytes) -> bool:
         with self._lock:
             try:
-                cur = self._db.execute(
-                    "INSERT INTO checkpoints (name, position, blob) VALUES (?, ?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position, blob = excluded.blob "
-                    "WHERE excluded.position > checkpoints.position",
-                    (self.name, position, blob),
-                )
-                return cur.rowcount > 0
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    newest = self._newest_position()
+                    if newest is not None and position <= newest:
+                        self._db.execute("ROLLBACK")
+                        return False
+                    self._db.execute("INSERT INTO kept_checkpoints (name, position, blob) VALUES (?, ?, ?)",
+                                     (self.name, position, blob))
+                    self._db.execute(
+                        "DELETE FROM kept_checkpoints WHERE name = ? AND position NOT IN "
+                        "(SELECT position FROM kept_checkpoints WHERE name = ? ORDER BY position DESC LIMIT ?)",
+                        (self.name, self.name, self.keep_checkpoints),
+                    )
+                    self._db.execute("DELETE FROM checkpoints WHERE name = ?", (self.name,))
+                    self._db.execute("COMMIT")
+                    return True
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
                 raise self._fail("write a checkpoint to", exc) from None
 
-    def load_checkpoint(self) -> Checkpoint | None:
+    def _newest_position(self) -> int | None:
+        row = self._db.execute(
+            "SELECT MAX(position) FROM (SELECT position FROM kept_checkpoints WHERE name = ? "
+            "UNION ALL SELECT position FROM checkpoints WHERE name = ?)", (self.name, self.name)
+        ).fetchone()
+        return row[0]
+
+    def load_checkpoint(self, position: int | None = None) -> Checkpoint | None:
         with self._lock:
             try:
+                where, args = ("AND position = ?", (position,)) if position is not None else ("", ())
                 row = self._db.execute(
-                    "SELECT position, blob FROM checkpoints WHERE name = ?", (self.name,)
+                    f"SELECT position, blob FROM (SELECT position, blob FROM kept_checkpoints WHERE name = ? "
+                    f"UNION ALL SELECT position, blob FROM checkpoints WHERE name = ?) WHERE 1 {where} "
+                    "ORDER BY position DESC LIMIT 1",
+                    (self.name, self.name, *args),
                 ).fetchone()
             except sqlite3.Error as exc:
                 raise self._fail("read a checkpoint from", exc) from None
             return Checkpoint(row[0], bytes(row[1])) if row else None
+
+    def list_checkpoints(self) -> list[int]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT position FROM kept_checkpoints WHERE name = ? UNION "
+                    "SELECT position FROM checkpoints WHERE name = ? ORDER BY position DESC",
+                    (self.name, self.name),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._fail("read a checkpoint from", exc) from None
+            return [r[0] for r in rows]
 
     def compact(self, upto: int) -> int:
         with self._lock:

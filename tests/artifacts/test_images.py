@@ -220,9 +220,13 @@ def test_model_learns_over_rest_and_grpc_and_keeps_it_across_a_restart(images, r
     before = rest.predict(data=x, names=PHISHING_FEATURES)
     assert before.success, before.msg
     p_before = p_true(before.response)
-    for client in (rest, grpc_):
-        for _ in range(5):
-            fb = client.feedback(prediction_request=before.request, prediction_response=before.response,
+    for name, client in (("rest", rest), ("grpc", grpc_)):
+        for i in range(5):
+            # Ten feedbacks about one prediction: each names itself, or the log learns it once.
+            response = type(before.response)()
+            response.CopyFrom(before.response)
+            response.meta.tags["seldon_river_feedback_id"].string_value = f"{name}-{i}"
+            fb = client.feedback(prediction_request=before.request, prediction_response=response,
                                  reward=0.0, prediction_truth=truth([True]))
             assert fb.success, fb.msg
     learned = grpc_.predict(data=x, names=PHISHING_FEATURES)

@@ -374,8 +374,11 @@ def test_a_folder_whose_pipeline_does_not_fit_its_task_fails_at_load(tmp_path):
     from model_wrappers.artifact import ArtifactError, export_model
 
     export_model({"weights": [1.0]}, tmp_path / "a-dict", task="regressor", features=["x1", "x2"])
+    # Export refuses the contradiction, so the folder's task is edited afterwards, as by hand.
     export_model(preprocessing.StandardScaler() | linear_model.LogisticRegression(), tmp_path / "task-edited",
-                 task="regressor", features=["x1", "x2"])
+                 task="classifier", features=["x1", "x2"], classes=[True, False])
+    metadata = tmp_path / "task-edited" / "seldon-river.json"
+    metadata.write_text(metadata.read_text().replace('"task": "classifier"', '"task": "regressor"'))
     for folder, found in (("a-dict", "dict"), ("task-edited", "Pipeline")):
         model = RiverModel(model_uri=str(tmp_path / folder), state_uri=f"sqlite:///{tmp_path}/state.db")
         with pytest.raises(ArtifactError, match=f"is a {found}, which is not a river regressor"):

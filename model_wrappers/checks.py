@@ -52,6 +52,14 @@ class Undecodable:
         self.reason = reason
 
 
+def decode_or_undecodable(message_class, data: bytes):
+    """``message_class`` parsed from ``data``, or an :class:`Undecodable` saying why it is not one."""
+    try:
+        return message_class.FromString(data)
+    except Exception as exc:  # protobuf's DecodeError, or what a malformed nested message raises
+        return Undecodable(f"the request is not a {message_class.DESCRIPTOR.full_name}: {exc}")
+
+
 def describe(value: Any) -> str:
     """A short, always printable description of ``value`` for an error message (never recursing deeply)."""
     if isinstance(value, float):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .checks import Undecodable, kind
+from .checks import decode_or_undecodable, kind
 from .errors import InvalidInput, SeldonRiverError
 
 MAX_BODY_ENV = "SELDON_RIVER_MAX_BODY_BYTES"
@@ -107,17 +107,14 @@ REST_ERRORS = _RestErrors()
 
 
 class _TolerantMessage:
-    """A protobuf message class whose ``FromString`` gives an :class:`Undecodable` instead of raising."""
+    """A protobuf message class whose ``FromString`` gives an :class:`~model_wrappers.checks.Undecodable` instead of raising."""
 
     def __init__(self, message_class):
         self._class = message_class
         self.SerializeToString = message_class.SerializeToString
 
     def FromString(self, data: bytes):  # noqa: N802 - protobuf's name
-        try:
-            return self._class.FromString(data)
-        except Exception as exc:  # DecodeError, or what a malformed nested message raises
-            return Undecodable(f"the request is not a {self._class.DESCRIPTOR.full_name}: {exc}")
+        return decode_or_undecodable(self._class, data)
 
     def __getattr__(self, name):
         return getattr(self._class, name)

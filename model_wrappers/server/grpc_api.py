@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from ..checks import Undecodable, decode_or_undecodable
 from ..request_context import PUID_METADATA, Call
 from . import wire
 from .component import Component, ComponentError, as_component_error
@@ -23,20 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def _decoder(message_class):
-    def decode(data: bytes):
-        try:
-            return message_class.FromString(data)
-        except Exception as exc:  # protobuf's DecodeError, or what a malformed nested message raises
-            return _Undecodable(f"the request is not a {message_class.DESCRIPTOR.full_name}: {exc}")
-
-    return decode
-
-
-class _Undecodable:
-    """A request whose bytes did not decode; answered INVALID_ARGUMENT by the handler."""
-
-    def __init__(self, message: str):
-        self.message = message
+    return lambda data: decode_or_undecodable(message_class, data)
 
 
 def _encode(message) -> bytes:
@@ -61,8 +49,8 @@ class GrpcApi:
 
     def _handler(self, method: str):
         async def handle(request, rpc_context):
-            if isinstance(request, _Undecodable):
-                await rpc_context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            if isinstance(request, Undecodable):
+                await rpc_context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
             try:
                 return await self._serve(method, request, rpc_context)
             except ComponentError as error:

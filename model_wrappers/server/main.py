@@ -120,9 +120,9 @@ async def serve(args, parameters: list, sockets) -> int:
         component = Component.create(args.interface_name, args.service_type, parameters, metrics, include)
         component.load()
     except Exception as exc:
+        # One line saying why (the traceback too with --log-level DEBUG).
         logger.error("%s could not start: %s", args.interface_name, exc,
                      exc_info=logger.isEnabledFor(logging.DEBUG))
-        print(f"seldon-river-microservice: {args.interface_name} could not start: {exc}", file=sys.stderr)
         return 1
     pool = ThreadPoolExecutor(max(1, args.threads), thread_name_prefix="seldon-river-call")
 

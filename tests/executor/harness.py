@@ -136,6 +136,20 @@ def client(graph, transport: str):
                                  feedback=functools.partial(c.feedback, gateway_prefix=""))
 
 
+def predict_row(graph, transport: str) -> tuple:
+    """One Phishing row predicted through the executor with SeldonClient: (client, x, y, reply)."""
+    import numpy as np
+
+    from support import phishing_stream
+
+    (x, y), = list(phishing_stream(1))
+    names = sorted(x)
+    c = client(graph, transport)
+    reply = c.predict(data=np.array([[x[n] for n in names]], dtype=object), names=names)
+    assert reply.success, reply.msg
+    return c, x, y, reply
+
+
 def label_only_feedback(graph, x: dict, y) -> tuple:
     """REST predict, then a feedback carrying only the truth and the reply's puid (header and meta)."""
     names = sorted(x)

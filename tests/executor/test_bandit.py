@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from harness import client, run_graph
+from harness import predict_row, run_graph
 from support import REPO, as_dict, export_phishing, phishing_stream, truth
 
 MANIFEST = REPO / "manifests" / "bandit.yaml"
@@ -20,12 +19,8 @@ def graph(module_services, module_redis, tmp_path_factory):
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_routing_injected_and_feedback_learned_once_by_the_routed_model(graph, transport):
-    (x, y), = list(phishing_stream(1))
-    names = sorted(x)
-    c = client(graph, transport)
     before = {n: s.status() for n, s in graph.components.items() if n != "router"}
-    reply = c.predict(data=np.array([[x[n] for n in names]], dtype=object), names=names)
-    assert reply.success, reply.msg
+    c, x, y, reply = predict_row(graph, transport)
     routing = as_dict(reply.response).get("meta", {}).get("routing", {})
     assert routing.get("router") in (0, 1), as_dict(reply.response)
     chosen = ["model-a", "model-b"][routing["router"]]
@@ -56,11 +51,7 @@ def test_label_only_feedback_is_learned_once_by_the_routed_model(graph):
 def test_a_reward_the_router_refuses_is_learned_by_no_node(graph, transport):
     # The orchestrator sends the feedback to the routed model first: it must refuse it as the
     # router will, not learn it and leave the client with an error.
-    (x, y), = list(phishing_stream(1))
-    names = sorted(x)
-    c = client(graph, transport)
-    reply = c.predict(data=np.array([[x[n] for n in names]], dtype=object), names=names)
-    assert reply.success, reply.msg
+    c, x, y, reply = predict_row(graph, transport)
     before = {n: s.status()["replica"]["position"] for n, s in graph.components.items()}
     fb = c.feedback(prediction_request=reply.request, prediction_response=reply.response,
                     reward=1.5, prediction_truth=truth([y]))

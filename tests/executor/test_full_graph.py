@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from harness import client, run_graph
-from support import REPO, as_dict, export_phishing, phishing_stream, truth
+from harness import predict_row, run_graph
+from support import REPO, as_dict, export_phishing, truth
 
 MANIFEST = REPO / "manifests" / "full-graph.yaml"
 
@@ -20,12 +19,8 @@ def graph(module_services, module_redis, tmp_path_factory):
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_tags_routing_and_feedback_learned_once_by_the_routed_model(graph, transport):
-    (x, y), = list(phishing_stream(1))
-    names = sorted(x)
-    c = client(graph, transport)
     before = {n: graph.components[n].status() for n in ("model-a", "model-b")}
-    reply = c.predict(data=np.array([[x[n] for n in names]], dtype=object), names=names)
-    assert reply.success, reply.msg
+    c, x, y, reply = predict_row(graph, transport)
     meta = as_dict(reply.response).get("meta", {})
     assert any("outlier" in k for k in meta.get("tags", {})), meta
     assert meta.get("routing", {}).get("router") in (0, 1), meta

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from harness import client, run_graph
-from support import REPO, as_dict, export_phishing, phishing_stream, truth
+from harness import predict_row, run_graph
+from support import REPO, as_dict, export_phishing, truth
 
 MANIFEST = REPO / "manifests" / "outlier-model.yaml"
 
@@ -20,12 +19,8 @@ def graph(module_services, tmp_path_factory):
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_detector_tags_reach_the_client_and_feedback_is_learned_once(graph, transport):
-    (x, y), = list(phishing_stream(1))
-    names = sorted(x)
-    c = client(graph, transport)
     before = graph.components["model"].status()
-    reply = c.predict(data=np.array([[x[n] for n in names]], dtype=object), names=names)
-    assert reply.success, reply.msg
+    c, x, y, reply = predict_row(graph, transport)
     tags = as_dict(reply.response).get("meta", {}).get("tags", {})
     assert any("outlier" in k for k in tags), as_dict(reply.response)
     fb = c.feedback(prediction_request=reply.request, prediction_response=reply.response,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import client, run_graph
-from support import REPO, as_dict, export_phishing, phishing_stream, truth
+from harness import predict_row, run_graph
+from support import REPO, as_dict, export_phishing, truth
 
 MANIFEST = REPO / "manifests" / "single-model.yaml"
 
@@ -19,14 +19,8 @@ def graph(module_services, tmp_path_factory):
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_predict_and_feedback_learned_once(graph, transport):
-    import numpy as np
-
-    (x, y), = list(phishing_stream(1))
-    names = sorted(x)
-    c = client(graph, transport)
     before = graph.components["model"].status()
-    reply = c.predict(data=np.array([[x[n] for n in names]], dtype=object), names=names)
-    assert reply.success, reply.msg
+    c, x, y, reply = predict_row(graph, transport)
     body = as_dict(reply.response)
     assert body["data"].get("tensor", {}).get("values") or body["data"].get("ndarray"), body
     fb = c.feedback(prediction_request=reply.request, prediction_response=reply.response,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
+import numpy as np
 import pytest
 from river import tree
 from seldon_core.metrics import SeldonMetrics
@@ -12,7 +14,8 @@ from seldon_core.metrics import SeldonMetrics
 from model_wrappers import seldon_metrics
 from model_wrappers.learning.model import MANY_FROM, ModelState
 from model_wrappers.log.sqlite import SQLiteLog
-from support import PHISHING_FEATURES, model_service, phishing_pipeline, phishing_stream, rows_payload, wait_until
+from model_wrappers.server.metrics import SHARE_EVERY
+from support import PHISHING_FEATURES, model_service, phishing_pipeline, phishing_stream, rows_payload, seldon_client, wait_until
 
 UPDATES = [
     ([{"type": "COUNTER", "key": "calls", "value": 1}], "predict"),
@@ -101,21 +104,33 @@ def test_every_worker_reports_the_learned_figures(services, phishing_folder, tmp
     body = rows_payload(rows, PHISHING_FEATURES)
     feedback = {"request": body, "truth": {"data": {"ndarray": [[True]] * len(rows)}}}
     assert service.feedback(feedback).status_code == 200
-    for _ in range(40):
-        assert service.predict(rows_payload(rows[:1], PHISHING_FEATURES)).status_code == 200
 
     def learned():
         return [line for line in service.prometheus().splitlines()
                 if line.startswith("seldon_river_learned{") and 'method="predict"' in line]
 
-    # With the project's server a worker sees the others' figures as they were up to ~100 ms ago.
+    # Each gRPC call opens its own connection, which SO_REUSEPORT hands to either worker; keep
+    # predicting until both have answered since they learned (a worker sees the others' figures
+    # as they were up to ~100 ms ago).
+    client = seldon_client(service, "grpc")
+    grpc_rows = np.array([[rows[0][name] for name in PHISHING_FEATURES]])
+
+    def both_published():
+        client.predict(data=grpc_rows, names=PHISHING_FEATURES)
+        found = learned()
+        return len(found) == 2 and all(line.endswith(" 5.0") for line in found)
+
     try:
-        wait_until(lambda: len(learned()) == 2 and all(line.endswith(" 5.0") for line in learned()), 10,
-                   "every worker's learned gauge")
+        wait_until(both_published, 30, "every worker's learned gauge")
     except TimeoutError:
         pass
-    assert len(learned()) == 2, learned()  # one series per worker
-    assert all(line.endswith(" 5.0") for line in learned()), learned()
+    # Once no call changes them, every worker's files are current after a few share rounds, and
+    # any worker answering the scrape must then show both series at the learned figure.
+    time.sleep(SHARE_EVERY * 5)
+    for _ in range(6):
+        found = learned()
+        assert len(found) == 2, found  # one series per worker
+        assert all(line.endswith(" 5.0") for line in found), found
 
 
 def in_process_model(tmp_path, features, pipeline):

@@ -119,6 +119,15 @@ class Feedback:
         """
         return self.routed and not self.routing
 
+    def reply(self, tags: dict, metrics: list | None = None):
+        """The acknowledgement: ``meta.puid`` names the prediction this feedback was about.
+
+        Seldon's orchestrator hands the client the root node's reply alone, so every component
+        says which prediction it acknowledged, whichever node is the root.
+        """
+        meta = {"puid": prediction_puid(self.message), "tags": tags, "metrics": metrics or []}
+        return payload.ack(meta, self.as_proto)
+
     def event(self, event: dict) -> dict:
         """``event`` carrying this feedback's id, so the log learns it once."""
         return {**event, "id": self.id} if self.id else event

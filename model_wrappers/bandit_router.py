@@ -243,8 +243,7 @@ class BanditRouter(StockWrapperSupport):
 
     def _ack(self, tags: dict, read: Feedback):
         metrics = arm_metrics(self.replica.read(lambda state: state.arms()))
-        reply = {"data": {"ndarray": []}, "meta": {"tags": tags, "metrics": metrics}}
-        return payload.to_proto(reply) if read.as_proto else reply
+        return read.reply(tags, metrics)
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}

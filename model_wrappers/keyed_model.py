@@ -239,8 +239,7 @@ class KeyedRiverModel(StockWrapperSupport):
             return state.figures(), state.key_figures(dict.fromkeys(keys)) if self.key_tags else None
 
         found, described = self.replica.read(figures)
-        return payload.ack({"tags": {**self._tags(position, described), **tags}, "metrics": gauges(found)},
-                           read.as_proto)
+        return read.reply({**self._tags(position, described), **tags}, gauges(found))
 
     @seldon_errors
     def health_status_raw(self):

@@ -209,7 +209,7 @@ class OutlierDetector(StockWrapperSupport):
         # Checked as every component checks it (the detector is called after the nodes below
         # it, and refuses only what they refused), then acknowledged: it learns from traffic.
         read = Feedback.read(feedback)
-        return payload.ack({"tags": {LEARNED_TAG: 0}}, read.as_proto)
+        return read.reply({LEARNED_TAG: 0})
 
     def health_status_raw(self):
         return {"jsonData": self.status(), "meta": {}}

@@ -210,7 +210,7 @@ class RiverModel(StockWrapperSupport):
 
     def _ack(self, position: int, read: Feedback, tags: dict):
         figures = self.replica.read(lambda s: s.figures())
-        return payload.ack({"tags": {**self._tags(position), **tags}, "metrics": gauges(figures)}, read.as_proto)
+        return read.reply({**self._tags(position), **tags}, gauges(figures))
 
     def _tags(self, position: int) -> dict:
         return {"seldon_river_model": self.metadata.name, "seldon_river_position": position}

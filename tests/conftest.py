@@ -39,3 +39,20 @@ def services():
     for service in started:
         service.stop()
 
+
+@pytest.fixture
+def runs():
+    """Start runs through this list; each is stopped at the end of the test."""
+    from local_run import Run
+
+    started: list[Run] = []
+
+    class Starter:
+        def start(self, *args, headers=None, **kwargs) -> Run:
+            run = Run(*args, **kwargs)
+            started.append(run)
+            return run.start(headers=headers)
+
+    yield Starter()
+    for run in started:
+        run.stop()

@@ -73,7 +73,7 @@ class Api:
             return f"no deployment {asked} here: this gateway serves {d.name!r} in namespace {d.namespace!r}"
         return None
 
-    def handle(self, kind: str, message, puid: str | None) -> tuple[int, dict, str]:
+    def handle(self, kind: str, message, puid: str | None, transport: str = "rest") -> tuple[int, dict, str]:
         puid = puid or new_puid()
         if not isinstance(message, dict):
             what = "SeldonMessage" if kind == "predict" else "Feedback"
@@ -81,8 +81,8 @@ class Api:
                                     "BAD_REQUEST"), puid
         try:
             if kind == "predict":
-                return 200, self.orchestrator.predict(message, puid), puid
-            return 200, self.orchestrator.feedback(message, puid), puid
+                return 200, self.orchestrator.predict(message, puid, transport), puid
+            return 200, self.orchestrator.feedback(message, puid, transport), puid
         except GraphError as error:
             logger.warning("%s %s failed: %s", kind, puid, error.message)
             return error.status, error.body, puid

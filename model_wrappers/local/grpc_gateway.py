@@ -3,8 +3,8 @@
 ``SeldonClient(transport="grpc")`` sends the metadata ``seldon=<deployment>`` (and
 ``namespace=<namespace>``) through an ambassador or istio gateway and none through
 ``gateway="seldon"``: both are accepted, a different deployment is NOT_FOUND. The messages are
-converted to JSON and go through the same orchestrator as REST (which speaks REST to the
-components, as Seldon's orchestrator does by default). The request id comes back as the
+converted to JSON and go through the same orchestrator as REST, which calls the components over
+gRPC, as Seldon's orchestrator does for a gRPC client. The request id comes back as the
 ``seldon-puid`` initial metadata and, from a RiverModel, in ``meta.puid``.
 """
 
@@ -22,6 +22,8 @@ STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
     404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    501: grpc.StatusCode.UNIMPLEMENTED,
     502: grpc.StatusCode.UNAVAILABLE,
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -48,7 +50,7 @@ class SeldonGateway(prediction_pb2_grpc.SeldonServicer):
         refused = self.api.serves(metadata.get("seldon"), metadata.get("namespace"))
         if refused:
             context.abort(grpc.StatusCode.NOT_FOUND, refused)
-        status, body, puid = self.api.handle(kind, message, metadata.get("seldon-puid"))
+        status, body, puid = self.api.handle(kind, message, metadata.get("seldon-puid"), "grpc")
         context.send_initial_metadata((("seldon-puid", puid),))
         if status != 200:
             context.abort(STATUS.get(status, grpc.StatusCode.INTERNAL), _info(body))

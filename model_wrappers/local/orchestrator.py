@@ -10,54 +10,44 @@ Prediction (for each node, recursively from the root):
 
 ``meta.routing`` records every decision (``{"router": 1, "model-b": -1, ...}``) and is put into
 the response only when the predictor's ``svcOrchSpec.env`` sets
-``SELDON_ENABLE_ROUTING_INJECTION``, as in a cluster. Each component gets the request id in the
-``Seldon-Puid`` header and nothing in the body, like the orchestrator's REST calls.
+``SELDON_ENABLE_ROUTING_INJECTION``, as in a cluster. Components are called over the client's
+transport (:mod:`.transport`): a REST client's request goes to their REST paths with the request
+id in the ``Seldon-Puid`` header, a gRPC client's to their gRPC services with it in the
+``seldon-puid`` metadata; nothing is added to the body.
 
 Feedback goes down the recorded path: at each node with children, ``response.meta.routing[node]``
 names the child (all children when it is missing), children first, then the node itself when it
 takes feedback (see :mod:`.graph`). Every component gets the whole feedback message (request,
-response, reward, truth). The reply merges the components' tags and metrics and keeps the
-prediction's puid.
+response, reward, truth). The client gets the root's own reply, as from Seldon's orchestrator.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import random
 import uuid
 
-import urllib3
-
 from . import graph
 from .manifest import Node, Predictor
 from .supervisor import Supervisor
+from .transport import PUID_HEADER, GraphError, GrpcTransport, RestTransport, status_body
+
+__all__ = ["PUID_HEADER", "GraphError", "Orchestrator", "Request", "new_puid", "status_body"]
 
 logger = logging.getLogger(__name__)
 
-PUID_HEADER = "Seldon-Puid"
 DEFAULT_TIMEOUT = 30.0
 
 
-class GraphError(Exception):
-    """A request failed in the graph; ``status`` is the HTTP status to answer with.
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What every component call of one client request shares: its id and the client's transport."""
 
-    ``body`` is the component's own error reply when it answered one (Seldon's orchestrator
-    passes that through), else a Seldon status message built from ``message``.
-    """
-
-    def __init__(self, status: int, message: str, node: str | None = None, body: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.node = node
-        self.body = body or status_body(status, message, "GRAPH_ERROR" if node is None else "NODE_ERROR")
-
-
-def status_body(code: int, info: str, reason: str) -> dict:
-    """A Seldon ``status`` reply, the shape Seldon's wrapper and orchestrator use for errors."""
-    return {"status": {"code": code, "info": info, "reason": reason, "status": "FAILURE"}}
+    puid: str
+    transport: str  # "rest" or "grpc"
 
 
 def new_puid() -> str:
@@ -87,96 +77,63 @@ class Orchestrator:
         self.supervisor = supervisor
         self.timeout = timeout
         self.routing_injection = predictor.routing_injection
-        self._http = urllib3.PoolManager(maxsize=16, block=False, retries=False)
+        self.transports = {"rest": RestTransport(supervisor, timeout), "grpc": GrpcTransport(supervisor, timeout)}
         self._random = random.Random(seed)
         self._warned_no_routing = False
 
     def close(self) -> None:
-        self._http.clear()
+        for transport in self.transports.values():
+            transport.close()
 
     # -- component calls ------------------------------------------------------------------
-    def call(self, node: Node, path: str, body: dict, puid: str) -> dict:
-        """POST ``body`` to one component and return its JSON reply, or raise GraphError."""
-        child = self.supervisor[node.name]
-        down = child.failure()
-        if down:
-            raise GraphError(503, down, node.name)
-        try:
-            response = self._http.request(
-                "POST", child.url + path, body=json.dumps(body).encode(),
-                headers={"Content-Type": "application/json", PUID_HEADER: puid},
-                timeout=urllib3.Timeout(connect=min(5.0, self.timeout), read=self.timeout),
-            )
-        except urllib3.exceptions.ReadTimeoutError:
-            raise GraphError(
-                504, f"graph node {node.name!r} did not answer {path} within {self.timeout:g} s", node.name
-            ) from None
-        except urllib3.exceptions.HTTPError as exc:
-            down = child.failure()
-            if down:
-                raise GraphError(503, down, node.name) from None
-            raise GraphError(
-                502, f"graph node {node.name!r} could not be reached for {path}: {_reason(exc)}", node.name
-            ) from None
-        try:
-            reply = json.loads(response.data) if response.data else {}
-        except ValueError:
-            reply = None
-        if response.status != 200:
-            raise GraphError(response.status, _component_error(node.name, path, response.status, reply,
-                                                               response.data), node.name,
-                             body=_named(reply, node.name) if isinstance(reply, dict) and reply else None)
-        if not isinstance(reply, dict):
-            raise GraphError(
-                502, f"graph node {node.name!r} answered {path} with something that is not a JSON object: "
-                f"{response.data[:200]!r}", node.name,
-            )
-        return reply
+    def call(self, node: Node, path: str, body: dict, request: "Request") -> dict:
+        """``body`` sent to one component over the request's transport; its reply, or GraphError."""
+        return self.transports[request.transport].call(node.name, path, body, request.puid)
 
     # -- prediction -----------------------------------------------------------------------
-    def predict(self, message: dict, puid: str) -> dict:
-        """The graph's response to ``message``; ``puid`` goes to every component."""
+    def predict(self, message: dict, puid: str, transport: str = "rest") -> dict:
+        """The graph's response to ``message``; ``puid`` goes to every component over ``transport``."""
         routing: dict[str, int] = {}
-        return self._predict(self.predictor.graph, message, puid, routing)
+        return self._predict(self.predictor.graph, message, Request(puid, transport), routing)
 
-    def _predict(self, node: Node, message: dict, puid: str, routing: dict) -> dict:
+    def _predict(self, node: Node, message: dict, request: Request, routing: dict) -> dict:
         path = graph.input_call(node)
         if path:
             routing[node.name] = -1
-            message = self.call(node, path, message, puid)
+            message = self.call(node, path, message, request)
         if node.children:
-            message = self._children(node, message, puid, routing)
+            message = self._children(node, message, request, routing)
         if graph.transforms_output(node):
-            message = self.call(node, "/transform-output", message, puid)
+            message = self.call(node, "/transform-output", message, request)
         if self.routing_injection:
             message = {**message, "meta": {**(message.get("meta") or {}), "routing": dict(routing)}}
         return message
 
-    def _route(self, node: Node, message: dict, puid: str) -> int:
+    def _route(self, node: Node, message: dict, request: Request) -> int:
         if graph.routes(node):
-            return _child_index(node, self.call(node, "/route", message, puid))
+            return _child_index(node, self.call(node, "/route", message, request))
         if graph.abtest(node):
             ratio = float(node.parameter("ratioA") or 0.5)
             return 0 if self._random.random() < ratio else 1
         return -1
 
-    def _children(self, node: Node, message: dict, puid: str, routing: dict) -> dict:
-        route = self._route(node, message, puid)
+    def _children(self, node: Node, message: dict, request: Request, routing: dict) -> dict:
+        route = self._route(node, message, request)
         if route == -2:
             routing[node.name] = -2
             return message
         if route == -1:
             outputs = self._all(
-                [lambda child=child: self._predict(child, message, puid, routing) for child in node.children]
+                [lambda child=child: self._predict(child, message, request, routing) for child in node.children]
             )
             routing[node.name] = -1
         else:
             _check_index(node, route)
             routing[node.name] = route
-            outputs = [self._predict(node.children[route], message, puid, routing)]
+            outputs = [self._predict(node.children[route], message, request, routing)]
         if graph.aggregates(node):
             routing[node.name] = -1
-            return self.call(node, "/aggregate", {"seldonMessages": outputs}, puid)
+            return self.call(node, "/aggregate", {"seldonMessages": outputs}, request)
         return outputs[0]
 
     @staticmethod
@@ -193,39 +150,38 @@ class Orchestrator:
             return [f.result() for f in futures]
 
     # -- feedback -------------------------------------------------------------------------
-    def feedback(self, message: dict, puid: str) -> dict:
-        """Send ``message`` (a Seldon Feedback) along the path its response's routing recorded."""
-        routing = ((message.get("response") or {}).get("meta") or {}).get("routing") or {}
-        replies = self._feedback(self.predictor.graph, message, puid, routing)
-        tags, metrics = {}, []
-        for reply in replies:
-            meta = reply.get("meta") or {}
-            tags.update(meta.get("tags") or {})
-            metrics.extend(meta.get("metrics") or [])
-        meta = {"puid": prediction_puid(message) or puid}
-        if tags:
-            meta["tags"] = tags
-        if metrics:
-            meta["metrics"] = metrics
-        return {"data": {"ndarray": []}, "meta": meta}
+    def feedback(self, message: dict, puid: str, transport: str = "rest") -> dict:
+        """Send ``message`` (a Seldon Feedback) along the path its response's routing recorded.
 
-    def _feedback(self, node: Node, message: dict, puid: str, routing: dict) -> list[dict]:
-        replies: list[dict] = []
+        The answer is the root's own feedback reply, as Seldon's orchestrator gives it. A root
+        that takes no feedback has none: over REST the orchestrator then echoes the feedback
+        back, over gRPC it fails (after the nodes below have learned), and so does this.
+        """
+        routing = ((message.get("response") or {}).get("meta") or {}).get("routing") or {}
+        root = self.predictor.graph
+        reply = self._feedback(root, message, Request(puid, transport), routing)
+        if reply is not None:
+            return reply
+        if transport == "grpc":
+            raise GraphError(500, f"graph root {root.name!r} takes no feedback, so there is no reply to give: "
+                             "list SEND_FEEDBACK in its methods", root.name)
+        return message
+
+    def _feedback(self, node: Node, message: dict, request: Request, routing: dict) -> dict | None:
+        """Children first, then the node itself; the node's own reply (None when it takes no feedback)."""
         if node.children:
             route = routing.get(node.name, -1)
             if route == -1 and (graph.routes(node) or graph.abtest(node)):
                 self._warn_no_routing(node)
             if route == -1:
-                for part in self._all(
-                    [lambda child=child: self._feedback(child, message, puid, routing) for child in node.children]
-                ):
-                    replies.extend(part)
+                self._all([lambda child=child: self._feedback(child, message, request, routing)
+                           for child in node.children])
             elif route >= 0:
                 _check_index(node, int(route), "response.meta.routing")
-                replies.extend(self._feedback(node.children[int(route)], message, puid, routing))
+                self._feedback(node.children[int(route)], message, request, routing)
         if graph.takes_feedback(node):
-            replies.append(self.call(node, "/send-feedback", message, puid))
-        return replies
+            return self.call(node, "/send-feedback", message, request)
+        return None
 
     def _warn_no_routing(self, node: Node) -> None:
         if self._warned_no_routing:
@@ -236,15 +192,6 @@ class Orchestrator:
             "orchestrator does; the router gets no routing and cannot learn which child answered",
             node.name, node.name,
         )
-
-
-def prediction_puid(feedback: dict) -> str | None:
-    """The puid of the prediction a feedback message is about, if it carries one."""
-    for part in ("response", "request"):
-        puid = ((feedback.get(part) or {}).get("meta") or {}).get("puid")
-        if puid:
-            return puid
-    return None
 
 
 def _child_index(node: Node, reply: dict) -> int:
@@ -273,19 +220,3 @@ def _check_index(node: Node, index: int, source: str = "/route") -> None:
         )
 
 
-def _reason(exc: Exception) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    return str(reason).split(": ", 1)[-1] if isinstance(reason, Exception) else str(reason)
-
-
-def _component_error(name: str, path: str, status: int, reply, raw: bytes) -> str:
-    info = ((reply or {}).get("status") or {}).get("info") if isinstance(reply, dict) else None
-    return f"graph node {name!r} answered {path} with HTTP {status}: {info or raw[:300].decode(errors='replace')}"
-
-
-def _named(reply: dict, name: str) -> dict:
-    """The component's error reply with the node's name in front of its message."""
-    status = reply.get("status")
-    if isinstance(status, dict) and isinstance(status.get("info"), str):
-        return {**reply, "status": {**status, "info": f"graph node {name!r}: {status['info']}"}}
-    return reply

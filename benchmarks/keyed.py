@@ -14,7 +14,9 @@ Figures (all stored under ``out["keyed"]``):
   ``preload`` in bulk; and the bounded-memory mode (at most ``lru_keys`` keys in memory)
   restoring and taking another day of feedback;
 - ``http`` (only inside the loopback network namespace, where Seldon's wrapper may bind): the
-  same predict figures through ``seldon-core-microservice`` with wrk, keyed against single-model.
+  same predict figures through the project's server with wrk, keyed against single-model; and
+  ``pod_rss_mb``: the memory of one pod serving REST and gRPC with every key touched, on the
+  project's server (one process) and on ``seldon-core-microservice`` (a REST and a gRPC process).
 
 Run ``python -m benchmarks.keyed --keys 2000`` for a quick look; the default is the M5 size.
 """
@@ -321,7 +323,8 @@ def http(workdir: Path, keys: int, seconds: float = 4.0) -> dict:
         servers = {}
         for label, (class_path, params, _, _) in specs.items():
             began = time.perf_counter()
-            servers[label] = stack.enter_context(SeldonServer(workdir / "http", label, label, class_path, params))
+            servers[label] = stack.enter_context(SeldonServer(workdir / "http", label, label, class_path, params,
+                                                              server="seldon-river"))
             figures[f"{label}_start_s"] = round(time.perf_counter() - began, 2)
             base = servers[label].rest_url
             if label == "keyed":  # first touch of every key, so the steady state is measured
@@ -344,6 +347,7 @@ def http(workdir: Path, keys: int, seconds: float = 4.0) -> dict:
                 rounds[f"{label}_100_rows"].append(wrk(url, batch_bodies, seconds, connections=2, rows_per_request=100))
         for label, server in servers.items():
             figures[f"{label}_rss_mb"] = {str(pid): rss_mb(pid)["rss_mb"] for pid in server.pids()}
+    figures["pod_rss_mb"] = pod_memory(workdir, specs["keyed"][1], rows)
     for key, results in rounds.items():
         figures[f"predict_{key}"] = {
             "rps": statistics.median(r["rps"] for r in results),
@@ -359,6 +363,49 @@ def http(workdir: Path, keys: int, seconds: float = 4.0) -> dict:
     for name, base in [*single.items(), ("mixture", figures["predict_single_mixture_1_row_rps"])]:
         figures[f"predict_1_row_ratio_vs_single_{name}"] = round(keyed / base, 3)
     return figures
+
+
+def pod_memory(workdir: Path, params: dict, rows: list[dict]) -> dict:
+    """RSS of one pod serving REST and gRPC, every key touched: the project's server against Seldon's.
+
+    Seldon's wrapper serves REST and gRPC from separate processes, each loading the keys; the
+    project's server answers both from one process. Each runs alone, on a copy of the state.
+    """
+    import shutil
+
+    import requests
+
+    from benchmarks.servers import SeldonServer
+
+    figures: dict = {}
+    for server in ("seldon-river", "seldon-core"):
+        state = workdir / f"pod-{server}.db"
+        shutil.copyfile(workdir / "state.db", state)
+        with SeldonServer(workdir / "pod", f"pod-{server}", server, "model_wrappers.keyed_model.KeyedRiverModel",
+                          {**params, "state_uri": f"sqlite:///{state}"}, server=server) as pod:
+            for batch in in_batches(rows, 1000):
+                requests.post(f"{pod.rest_url}/api/v1.0/predictions", json={"jsonData": batch},
+                              timeout=600).raise_for_status()
+            # Seldon's gRPC process loads the keys on its own first gRPC calls: touch them there too.
+            if server == "seldon-core":
+                touch_over_grpc(pod.grpc_target, rows)
+            per_process = {str(pid): rss_mb(pid)["rss_mb"] for pid in pod.pids()}
+        figures[server] = {"processes": per_process, "total": round(sum(v for v in per_process.values() if v), 1)}
+    figures["ratio_seldon_river_vs_seldon_core"] = round(figures["seldon-river"]["total"] / figures["seldon-core"]["total"], 3)
+    return figures
+
+
+def touch_over_grpc(target: str, rows: list[dict]) -> None:
+    import grpc
+
+    from model_wrappers.protocol import SERVICES, dict_to_message
+
+    method = SERVICES["seldon.protos.Model"]["Predict"]
+    with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", -1)]) as channel:
+        call = channel.unary_unary(method.path, request_serializer=method.request.SerializeToString,
+                                   response_deserializer=method.response.FromString)
+        for batch in in_batches(rows, 1000):
+            call(dict_to_message({"jsonData": batch}), timeout=600)
 
 
 # -- entry points -----------------------------------------------------------------------------

@@ -9,11 +9,16 @@ Phishing dataset, one row per request unless said otherwise) is served by:
 - ``seldon-river``: ``model_wrappers.RiverModel`` with a SQLite learning log on the project's own
   server (``seldon-river-microservice``), 1 and 2 workers;
 - ``floor``: a component that does no work (:mod:`benchmarks.baselines.floor`), 1 and 2 workers:
-  what ``seldon-core-microservice`` itself costs, so what no component it serves can beat.
+  what ``seldon-core-microservice`` itself costs, so what no component it serves can beat;
+  ``floor-river``: the same component on the project's server, 1 worker;
+- ``executor+...`` (``--behind-executor``): Seldon Core v1.17.1's own service orchestrator (the
+  prebuilt executor) in front of a further stock, seldon-river and floor-river server, 1 worker
+  each, called through its external API as a cluster's clients call it.
 
 Sections (``--sections``, comma-separated; default ``serve,ceiling,state``):
 
-- ``serve``: REST predict (1 and 100 rows), gRPC predict and REST feedback, with wrk and an
+- ``serve``: REST predict (1 and 100 rows), gRPC predict and REST feedback (at ``--connections``
+  and at 16 connections, ``feedback-16``: every feedback durable before its reply), with wrk and an
   asyncio gRPC client at a fixed concurrency; servers alternate round-robin over ``--rounds``
   rounds of ``--duration`` seconds each, and the median of the rounds is reported;
 - ``ceiling``: river in-process, measured once per round between the servers' turns;
@@ -49,18 +54,24 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results.json"
 SECTIONS = ("serve", "ceiling", "state", "keyed")
 DEFAULT_SECTIONS = ("serve", "ceiling", "state")
-SERVER_LABELS = ("stock", "mlserver", "seldon-river", "floor")
+SERVER_LABELS = ("stock", "mlserver", "seldon-river", "floor", "floor-river")
+BEHIND_EXECUTOR = ("stock", "seldon-river", "floor-river")
 SCENARIOS = {
     # name: (transport, what, rows per request)
     "rest-1": ("rest", "predict", 1),
     "rest-100": ("rest", "predict", 100),
     "grpc-1": ("grpc", "predict", 1),
     "feedback": ("rest", "feedback", 1),
+    "feedback-16": ("rest", "feedback", 1),
 }
-# Targets (reported, never asserted): REST predict >= 3x the stock wrapper per worker and ahead
-# of MLServer; feedback >= 3x stock per worker; ~linear 1 -> 2 workers; a 100-row batch at least
-# half the in-process rows/s.
+# Scenarios measured at their own concurrency rather than --connections.
+CONNECTIONS = {"feedback-16": 16}
+# Targets (reported, never asserted): REST and gRPC predict and feedback (also durable feedback
+# at 16 connections) >= 3x the stock wrapper per worker, directly and behind Seldon's executor;
+# REST predict >= 1.5x MLServer; ~linear 1 -> 2 workers; a 100-row batch at least half the
+# in-process rows/s.
 TARGET_VS_STOCK = 3.0
+TARGET_VS_MLSERVER = 1.5
 TARGET_SCALING = 1.8
 TARGET_BATCH_CEILING = 0.5
 
@@ -86,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=4, help="wrk connections (default %(default)s)")
     p.add_argument("--grpc-concurrency", type=int, default=4, help="gRPC calls in flight (default %(default)s)")
     p.add_argument("--servers", default=",".join(SERVER_LABELS), help="subset of %(default)s")
+    p.add_argument("--behind-executor", default=",".join(BEHIND_EXECUTOR),
+                   help="servers also measured behind Seldon's executor, 1 worker each ('' for none; default %(default)s)")
     p.add_argument("--workers", default="1,2", help="worker counts for servers that have workers (default %(default)s)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="subset of %(default)s")
     p.add_argument("--river-class", default="model_wrappers.RiverModel", help="class path served as seldon-river")
@@ -110,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.sections = csv(args.sections) + (["keyed"] if args.keyed and "keyed" not in csv(args.sections) else [])
     args.servers = csv(args.servers)
+    args.behind_executor = csv(args.behind_executor)
     args.workers = [int(w) for w in csv(args.workers)]
     args.scenarios = csv(args.scenarios)
     args.backends = tuple(csv(args.backends))
@@ -122,6 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         params = {k[len("param."):]: typed(env.pop(k)) for k in list(env) if k.startswith("param.")}
         args.variants.append((label, env.pop("class", None), env, params))
     for name, values, allowed in (("--sections", args.sections, SECTIONS), ("--servers", args.servers, SERVER_LABELS),
+                                  ("--behind-executor", args.behind_executor, BEHIND_EXECUTOR),
                                   ("--scenarios", args.scenarios, tuple(SCENARIOS))):
         unknown = [v for v in values if v not in allowed]
         if unknown:
@@ -308,28 +323,44 @@ class Workload:
 def make_servers(args: argparse.Namespace, workdir: Path, work: Workload) -> list:
     from . import servers
 
-    made = []
     river_env, stock_env = pairs(args.river_env, "--river-env"), pairs(args.stock_env, "--stock-env")
     river_params = {k: typed(v) for k, v in pairs(args.river_param, "--river-param").items()}
-    for workers in args.workers:
-        if "stock" in args.servers:
-            made.append(servers.SeldonServer(workdir, f"stock-w{workers}", "stock", servers.STOCK_CLASS,
-                                              {"model_uri": str(work.folder)}, workers, stock_env))
-        if "seldon-river" in args.servers:
-            params = {"model_uri": str(work.folder), "state_uri": f"sqlite:///{workdir / f'river-w{workers}.db'}",
+
+    def one(label: str, workers: int, prefix: str = ""):
+        name = f"{prefix}{label}-w{workers}"
+        if label == "stock":
+            return servers.SeldonServer(workdir, name, label, servers.STOCK_CLASS, {"model_uri": str(work.folder)},
+                                        workers, stock_env)
+        if label == "seldon-river":
+            params = {"model_uri": str(work.folder), "state_uri": f"sqlite:///{workdir / f'{name}.db'}",
                       **river_params}
-            made.append(servers.SeldonServer(workdir, f"seldon-river-w{workers}", "seldon-river", args.river_class,
-                                              params, workers, river_env, server="seldon-river"))
-        if "floor" in args.servers:
-            made.append(servers.SeldonServer(workdir, f"floor-w{workers}", "floor", servers.FLOOR_CLASS,
-                                              {"fast_metrics": True}, workers, {}))
+            return servers.SeldonServer(workdir, name, label, args.river_class, params, workers, river_env,
+                                        server="seldon-river")
+        if label == "floor":
+            return servers.SeldonServer(workdir, name, label, servers.FLOOR_CLASS, {"fast_metrics": True}, workers, {})
+        if label == "floor-river":
+            return servers.SeldonServer(workdir, name, label, servers.FLOOR_CLASS, {}, workers, {},
+                                        server="seldon-river")
+        raise ValueError(f"unknown server {label!r}")
+
+    made = []
+    for workers in args.workers:
+        made += [one(label, workers) for label in ("stock", "seldon-river", "floor") if label in args.servers]
         for label, class_path, env, extra in args.variants:
             params = {"model_uri": str(work.folder), "state_uri": f"sqlite:///{workdir / f'{label}-w{workers}.db'}",
                       **river_params, **extra}
             made.append(servers.SeldonServer(workdir, f"{label}-w{workers}", label, class_path or args.river_class,
                                               params, workers, {**river_env, **env}, server="seldon-river"))
+    if "floor-river" in args.servers:
+        made.append(one("floor-river", 1))
     if "mlserver" in args.servers:
         made.append(servers.MLServer(workdir, "mlserver", work.folder, work.mlserver_venv))
+    if args.behind_executor:
+        binary = servers.executor_binary()
+        if binary is None:
+            log("no Seldon executor on this machine (SELDON_EXECUTOR): the rows behind it are left out")
+        else:
+            made += [servers.ExecutorFront(one(label, 1, "x-"), binary) for label in args.behind_executor]
     return made
 
 
@@ -348,7 +379,8 @@ def measure(server, scenario: str, work: Workload, args: argparse.Namespace, dur
     cpu_before = server.cpu_seconds()
     if transport == "rest":
         path = server.rest_feedback_path if what == "feedback" else server.rest_predict_path
-        result = load.wrk(server.rest_url + path, bodies, duration, args.connections, rows_per_request=size,
+        result = load.wrk(server.rest_url + path, bodies, duration, CONNECTIONS.get(scenario, args.connections),
+                          rows_per_request=size,
                           start_index=start)
     else:
         method = server.grpc_feedback_method if what == "feedback" else server.grpc_predict_method
@@ -432,8 +464,10 @@ def add_ratios(results: dict) -> None:
 
     for c in cells:
         rps = c["median"].get("rps") or 0.0
-        stock = find("stock", c["scenario"], c["workers"])
-        mls = find("mlserver", c["scenario"])
+        # Behind the executor, servers are compared with the stock wrapper behind it too.
+        front = "executor+" if c["label"].startswith("executor+") else ""
+        stock = find(front + "stock", c["scenario"], c["workers"])
+        mls = None if front else find("mlserver", c["scenario"])
         if c["what"] == "feedback":
             top = ceiling.get("learn_one_per_s")
         elif c["rows_per_request"] > 1:
@@ -470,7 +504,9 @@ def targets(cells: list[dict], find, ceiling: dict) -> list[dict]:
         return floor["median"]["rows_per_s"] / base if floor and base else None
 
     workers = sorted({c["workers"] for c in cells if c["label"] == "seldon-river"})
-    for scenario, what in (("rest-1", "REST predict"), ("feedback", "feedback")):
+    against_stock = (("rest-1", "REST predict"), ("grpc-1", "gRPC predict"), ("feedback", "REST feedback"),
+                     ("feedback-16", "durable REST feedback, 16 connections,"))
+    for scenario, what in against_stock:
         for w in workers:
             river, stock = find("seldon-river", scenario, w), find("stock", scenario, w)
             if river and stock and stock["median"].get("rps"):
@@ -481,11 +517,21 @@ def targets(cells: list[dict], find, ceiling: dict) -> list[dict]:
                     f"seldon-river {river['median']['rps']:.0f} req/s vs stock {stock['median']['rps']:.0f} req/s; "
                     f"server CPU per request, stock's / seldon-river's: {fmt(cpu, '.2f')}",
                     floor=floor_ratio(scenario, stock["median"]["rps"], w))
+    # The same through Seldon's real orchestrator; its own cost shows in a do-nothing component behind it.
+    for scenario, what in against_stock:
+        river, stock = find("executor+seldon-river", scenario, 1), find("executor+stock", scenario, 1)
+        if river and stock and stock["median"].get("rps"):
+            nothing = find("executor+floor-river", scenario, 1)
+            add(f"{what} through Seldon's executor >= {TARGET_VS_STOCK:g}x the stock wrapper through it",
+                river["median"]["rps"] / stock["median"]["rps"], TARGET_VS_STOCK,
+                f"executor+seldon-river {river['median']['rps']:.0f} req/s vs executor+stock "
+                f"{stock['median']['rps']:.0f} req/s",
+                floor=nothing["median"]["rps"] / stock["median"]["rps"] if nothing else None)
     river, mls = find("seldon-river", "rest-1", 1), find("mlserver", "rest-1")
     if river and mls and mls["median"].get("rps"):
-        add("REST predict ahead of MLServer (1 worker vs 1 process)", river["median"]["rps"] / mls["median"]["rps"],
-            1.0, f"seldon-river {river['median']['rps']:.0f} req/s vs MLServer {mls['median']['rps']:.0f} req/s",
-            higher_than=True)
+        add(f"REST predict >= {TARGET_VS_MLSERVER:g}x MLServer (1 worker vs 1 process)",
+            river["median"]["rps"] / mls["median"]["rps"], TARGET_VS_MLSERVER,
+            f"seldon-river {river['median']['rps']:.0f} req/s vs MLServer {mls['median']['rps']:.0f} req/s")
     r1, r2 = find("seldon-river", "rest-1", 1), find("seldon-river", "rest-1", 2)
     if r1 and r2 and r1["median"].get("rps"):
         s1, s2 = find("stock", "rest-1", 1), find("stock", "rest-1", 2)
@@ -517,14 +563,14 @@ def table(results: dict) -> str:
     lines = []
     serve = results.get("serve")
     if serve:
-        head = (f"{'server':<18} {'w':>1} {'scenario':<9} {'req/s':>8} {'rows/s':>9} {'p50 ms':>7} {'p99 ms':>7}"
+        head = (f"{'server':<26} {'w':>1} {'scenario':<11} {'req/s':>8} {'rows/s':>9} {'p50 ms':>7} {'p99 ms':>7}"
                 f" {'cpu ms/req':>10} {'x stock':>7} {'cpu x st':>8} {'x mlsrv':>7} {'% ceil':>7} {'errors':>6}")
         lines += [head, "-" * len(head)]
         order = {s: i for i, s in enumerate(SCENARIOS)}
         for c in sorted(serve["cells"], key=lambda c: (order[c["scenario"]], c["label"], c["workers"])):
             m, r = c["median"], c.get("ratios", {})
             lines.append(
-                f"{c['server']:<18} {c['workers']:>1} {c['scenario']:<9} {fmt(m['rps']):>8} {fmt(m['rows_per_s'], '.0f'):>9}"
+                f"{c['server']:<26} {c['workers']:>1} {c['scenario']:<11} {fmt(m['rps']):>8} {fmt(m['rows_per_s'], '.0f'):>9}"
                 f" {fmt(m['p50_ms'], '.2f'):>7} {fmt(m['p99_ms'], '.2f'):>7} {fmt(m.get('server_cpu_ms_per_request'), '.2f'):>10}"
                 f" {fmt(r.get('vs_stock'), '.2f'):>7} {fmt(r.get('cpu_vs_stock'), '.2f'):>8} {fmt(r.get('vs_mlserver'), '.2f'):>7}"
                 f" {fmt(None if r.get('vs_ceiling') is None else 100 * r['vs_ceiling'], '.1f'):>7} {m['errors']:>6}")

@@ -367,3 +367,77 @@ class RedisServer(Process):
         import redis
 
         return redis.Redis(port=self.port).info("server").get("redis_version")
+
+
+class ExecutorFront(Server):
+    """Seldon Core v1.17.1's service orchestrator (the prebuilt executor) in front of ``inner``.
+
+    The graph is one MODEL node at the inner server's ports. Clients use the orchestrator's
+    external API; it calls the component over REST for REST clients and over gRPC for gRPC
+    clients, as in a cluster. ``executor`` is the binary (``SELDON_EXECUTOR``, else the one in
+    ``../shared/tools/seldon-executor/``); a writable copy is run.
+    """
+
+    rest_predict_path = "/api/v1.0/predictions"
+    rest_feedback_path = "/api/v1.0/feedback"
+    grpc_predict_method = "/seldon.protos.Seldon/Predict"
+    grpc_feedback_method = "/seldon.protos.Seldon/SendFeedback"
+
+    def __init__(self, inner: Server, executor: Path):
+        super().__init__(inner.workdir, f"executor+{inner.name}", f"executor+{inner.label}", inner.workers)
+        self.inner = inner
+        self.executor = Path(executor)
+        self.protocol = inner.protocol
+
+    def graph_file(self) -> Path:
+        sdep = {
+            "apiVersion": "machinelearning.seldon.io/v1", "kind": "SeldonDeployment",
+            "metadata": {"name": "bench", "namespace": "default"},
+            "spec": {"protocol": "seldon", "transport": "rest", "predictors": [{
+                "name": "default",
+                "graph": {"name": "model", "type": "MODEL", "children": [],
+                          "endpoint": {"service_host": "127.0.0.1", "httpPort": self.inner.http,
+                                       "grpcPort": self.inner.grpc, "type": "REST"}},
+            }]},
+        }
+        path = self.workdir / f"{self.name}-sdep.yaml"  # JSON is YAML, and the executor reads .yaml
+        path.write_text(json.dumps(sdep))
+        return path
+
+    def start(self) -> "ExecutorFront":
+        began = time.monotonic()
+        self.inner.start()
+        binary = self.workdir / "executor"
+        if not binary.exists():
+            shutil.copyfile(self.executor, binary)
+            binary.chmod(0o755)
+        command = [str(binary), "--sdep", "bench", "--namespace", "default", "--predictor", "default",
+                   "--file", str(self.graph_file()), "--http_port", str(self.http), "--grpc_port", str(self.grpc),
+                   "--protocol", "seldon", "--transport", "rest"]
+        self._spawn(command, dict(os.environ), self.workdir)
+        wait_until(self._ready, READY_TIMEOUT, self.name, self.proc, self.log)
+        self.started_in = time.monotonic() - began
+        return self
+
+    def _ready(self) -> bool:
+        # The executor's /ready asks the components; any answer but a 5xx means it is serving.
+        if requests.get(f"{self.rest_url}/ready", timeout=1).status_code >= 500:
+            return False
+        return grpc_ready(self.grpc)
+
+    def pids(self) -> list[int]:
+        return sorted(super().pids() + self.inner.pids())
+
+    def stop(self) -> None:
+        super().stop()
+        self.inner.stop()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "inner": self.inner.describe(), "executor": str(self.executor)}
+
+
+def executor_binary() -> Path | None:
+    """The prebuilt executor, if this machine has it."""
+    shared = Path(os.environ.get("SELDON_SHARED") or REPO.parent / "shared")
+    path = Path(os.environ.get("SELDON_EXECUTOR") or shared / "tools" / "seldon-executor" / "executor")
+    return path if path.is_file() else None

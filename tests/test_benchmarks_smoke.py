@@ -15,12 +15,17 @@ if str(REPO) not in sys.path:
 
 from benchmarks import run  # noqa: E402
 
-SCENARIOS = ["rest-1", "rest-100", "grpc-1", "feedback"]
+SCENARIOS = ["rest-1", "rest-100", "grpc-1", "feedback", "feedback-16"]
+DIRECT = ("stock", "seldon-river", "floor")
+BEHIND = ("executor+stock", "executor+seldon-river", "executor+floor-river")
 
 
 def test_harness_writes_every_figure(tmp_path):
     for tool, package in (("wrk", "wrk"), ("redis-server", "redis-server")):
         require(tool, shutil.which(tool) is not None, f"apt-get install {package}")
+    from benchmarks.servers import executor_binary
+
+    require("Seldon's executor", executor_binary() is not None, "set SELDON_EXECUTOR or provide ../shared/tools/")
     out = tmp_path / "results.json"
     args = run.parse_args([
         "--sections", "serve,ceiling,state", "--servers", "stock,seldon-river,floor", "--workers", "1",
@@ -39,7 +44,7 @@ def test_harness_writes_every_figure(tmp_path):
         assert written["machine"]["versions"].get(key), key
 
     cells = {(c["label"], c["scenario"]): c for c in written["serve"]["cells"]}
-    assert set(cells) == {(label, s) for label in ("stock", "seldon-river", "floor") for s in SCENARIOS}
+    assert set(cells) == {(label, s) for label in DIRECT + BEHIND for s in SCENARIOS}
     for cell in cells.values():
         median = cell["median"]
         assert median["requests"] > 0 and median["rps"] > 0 and median["rows_per_s"] > 0, cell
@@ -55,6 +60,7 @@ def test_harness_writes_every_figure(tmp_path):
     assert written["targets"] and all({"target", "measured", "threshold", "met"} <= set(t) for t in written["targets"])
     # Targets against stock and the ceiling also say what a component doing nothing reaches.
     floors = {t["target"]: t.get("floor") for t in written["targets"]}
+    assert any("through Seldon's executor" in name for name in floors), floors
     assert all(floors[name] > 0 for name in floors if "stock" in name or "in-process" in name), floors
 
     state = written["state"]

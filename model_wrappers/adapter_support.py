@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 
 from . import payload
 from .checks import check_reward, meta_of, text_id
 from .errors import InvalidInput, NotFound, StateUnavailable
 from .log import LogUnavailable
 from .request_context import current_puid
+from .request_ids import new_request_id
 
 METRIC_PREFIX = "seldon_river_"
 FEEDBACK_ID_TAG = "seldon_river_feedback_id"
@@ -41,7 +41,7 @@ def call_puid() -> str | None:
 
 def request_puid(message: dict) -> str:
     """The id a prediction is remembered under: the call's request id, else ``meta.puid``, else a new one."""
-    return call_puid() or meta_of(message).get("puid") or uuid.uuid4().hex
+    return call_puid() or meta_of(message).get("puid") or new_request_id()
 
 
 def prediction_puid(message: dict) -> str | None:

@@ -38,6 +38,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from ..config import state_key
 from .base import LogUnavailable
 from .replica import Replica, decode
 
@@ -362,9 +363,20 @@ class RedisKeyStore(KeyStore):
 
 
 def open_keystore(uri: str, name: str) -> KeyStore:
-    """The key store that goes with the learning log ``name`` at ``uri``."""
+    """The key store that goes with the learning log ``name`` at ``uri``.
+
+    With a state key configured (see :func:`model_wrappers.config.state_key`) its state blobs
+    are authenticated, as the log's checkpoints are.
+    """
     if uri.startswith("sqlite:///"):
-        return SQLiteKeyStore(uri[len("sqlite:///"):], name)
-    if uri.startswith(("redis://", "rediss://", "unix://")):
-        return RedisKeyStore(uri, name)
-    raise ValueError(f"state URI must start with sqlite:/// or redis://, got {uri!r}")
+        store: KeyStore = SQLiteKeyStore(uri[len("sqlite:///"):], name)
+    elif uri.startswith(("redis://", "rediss://", "unix://")):
+        store = RedisKeyStore(uri, name)
+    else:
+        raise ValueError(f"state URI must start with sqlite:/// or redis://, got {uri!r}")
+    key = state_key()
+    if key is None:
+        return store
+    from .sealed_keys import SealedKeyStore
+
+    return SealedKeyStore(store, key)

@@ -231,3 +231,33 @@ def test_metadata_swapped_after_its_check_is_not_what_is_used(tmp_path, with_key
     monkeypatch.setattr(artifact, "check_signature", real)
     with pytest.raises(ArtifactError, match="changed after it was signed"):
         load_model(folder)
+
+
+# -- pull under a key ---------------------------------------------------------------------------------
+def test_pull_under_a_key_writes_a_folder_that_loads_under_that_key(tmp_path, with_key):
+    from model_wrappers.learned_state import Source, pull
+    from model_wrappers.river_model import RiverModel
+
+    folder = tmp_path / "m"
+    export_model(linear_model.LinearRegression(), folder, key=KEY, features=["x"], name="m")
+    uri = f"sqlite:///{tmp_path / 'state.db'}"
+    served = RiverModel(model_uri=str(folder), state_uri=uri)
+    served.load()
+    served.send_feedback_raw({"request": {"data": {"names": ["x"], "ndarray": [[1.0]]}},
+                              "truth": {"data": {"ndarray": [[2.0]]}}})
+    served.replica.log.close()
+    pull(Source.of_folder(folder, state_uri=uri), tmp_path / "pulled")
+    assert (tmp_path / "pulled" / "seldon-river.sig").is_file()
+    assert load_model(tmp_path / "pulled").metadata.provenance["position"] == 1
+
+
+def test_export_sign_without_a_key_is_refused_saying_so(tmp_path, without_key, capsys):
+    import dill
+
+    from model_wrappers.cli import main
+
+    pipeline = tmp_path / "p.dill"
+    pipeline.write_bytes(dill.dumps(linear_model.LinearRegression()))
+    assert main(["export", str(pipeline), str(tmp_path / "m"), "--features", "x", "--sign"]) == 1
+    assert "--sign needs a state key" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "seldon-river.json").exists()

@@ -45,4 +45,8 @@ bench: ## Run the benchmarks; prints a table and writes benchmarks/results.json
 	bash scripts/setup-python.sh
 	$(PY) -m benchmarks.run
 
-.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench
+reliability: ## Kill -9 drills and the fuzz suite; prints the figures and writes benchmarks/reliability.json
+	bash scripts/setup-python.sh
+	$(PY) -m benchmarks.reliability
+
+.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench reliability

@@ -262,26 +262,37 @@ def write_model(pipeline: Any, out: Path, *, task: str, features: tuple[Feature,
         provenance=provenance,
     )
     text = json.dumps(meta.to_json(), indent=2).encode() + b"\n"
-    signature = out / SIGNATURE_FILE
-    if key is None:
-        signature.unlink(missing_ok=True)
-    else:
-        atomic_write(signature, _sign(key, text).encode() + b"\n")
+    sign_file(out, key, text)
     atomic_write(out / METADATA_FILE, text)
     return meta
 
 
-def _sign(key: bytes, metadata: bytes) -> str:
-    return hmac.new(key, b"model-folder\0" + metadata, hashlib.sha256).hexdigest()
+def _sign(key: bytes, signed: bytes, purpose: bytes = b"model-folder") -> str:
+    # The purpose keeps a signature of one metadata file from standing for another.
+    return hmac.new(key, purpose + b"\0" + signed, hashlib.sha256).hexdigest()
 
 
-def check_signature(folder: Path, key: bytes | None) -> None:
+def sign_file(out: Path, key: bytes | None, signed: bytes, signature_file: str = SIGNATURE_FILE,
+              purpose: bytes = b"model-folder") -> None:
+    """Write (with ``key``) or remove (without) the signature of ``signed`` in ``out``."""
+    signature = out / signature_file
+    if key is None:
+        signature.unlink(missing_ok=True)
+    else:
+        atomic_write(signature, _sign(key, signed, purpose).encode() + b"\n")
+
+
+def check_signature(folder: Path, key: bytes | None, signed: bytes, *, signed_file: str = METADATA_FILE,
+                    signature_file: str = SIGNATURE_FILE, purpose: bytes = b"model-folder") -> None:
     """Refuse an unsigned or wrongly signed folder when a key is configured, and a signed one without a key.
+
+    ``signed`` is the content of ``signed_file`` as the caller read it: the caller parses these
+    very bytes, so the file cannot change between the check and its use.
 
     A signed folder with no key configured is refused rather than loaded unchecked: whoever
     signed it meant it to be verified, and loading it silently would hide a missing Secret.
     """
-    signature = folder / SIGNATURE_FILE
+    signature = folder / signature_file
     if key is None:
         if signature.is_file():
             raise ArtifactError(
@@ -291,35 +302,50 @@ def check_signature(folder: Path, key: bytes | None) -> None:
         return
     if not signature.is_file():
         raise ArtifactError(
-            f"a state key is configured but {folder} has no {SIGNATURE_FILE}: refusing an unsigned "
+            f"a state key is configured but {folder} has no {signature_file}: refusing an unsigned "
             "model folder (export it with the key)"
         )
-    text = (folder / METADATA_FILE).read_bytes()
-    if not hmac.compare_digest(signature.read_text().strip(), _sign(key, text)):
+    if not hmac.compare_digest(signature.read_text().strip(), _sign(key, signed, purpose)):
         raise ArtifactError(
-            f"{signature} does not match {METADATA_FILE} under the configured state key: the folder "
+            f"{signature} does not match {signed_file} under the configured state key: the folder "
             "was changed after it was signed, or signed with another key; refusing to load it"
         )
 
 
-def read_metadata(folder: str | os.PathLike) -> Metadata:
-    """Read and check ``seldon-river.json`` without loading the pipeline."""
+def metadata_bytes(folder: str | os.PathLike) -> bytes:
+    """The bytes of a folder's ``seldon-river.json``, read once."""
     path = Path(folder) / METADATA_FILE
-    if not path.is_file():
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
         raise ArtifactError(
             f"{path} not found: a model folder needs {MODEL_FILE} and {METADATA_FILE} "
             "(write one with `seldon-river export`)"
-        )
+        ) from None
+    except IsADirectoryError:
+        raise ArtifactError(f"{path} is a folder, not a metadata file") from None
+
+
+def parse_metadata(folder: str | os.PathLike, text: bytes) -> Metadata:
+    """Check and parse the bytes of ``seldon-river.json``."""
+    path = Path(folder) / METADATA_FILE
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except ValueError as exc:
         raise ArtifactError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} should hold a JSON object, found {type(data).__name__}")
     meta = Metadata.from_json(data)
     if meta.format_version != FORMAT_VERSION:
         raise ArtifactError(
             f"{path} has format version {meta.format_version}; this seldon-river reads {FORMAT_VERSION}"
         )
     return meta
+
+
+def read_metadata(folder: str | os.PathLike) -> Metadata:
+    """Read and check ``seldon-river.json`` without loading the pipeline (and without its signature)."""
+    return parse_metadata(folder, metadata_bytes(folder))
 
 
 def check_versions(meta: Metadata) -> None:
@@ -341,8 +367,10 @@ def check_versions(meta: Metadata) -> None:
 
 def _verified(folder: Path) -> tuple[Metadata, bytes]:
     """The metadata and ``model.dill``'s bytes of a folder whose checks all pass."""
-    meta = read_metadata(folder)
-    check_signature(folder, state_key())
+    # One read of the metadata: the signature is checked over the very bytes that are parsed.
+    text = metadata_bytes(folder)
+    check_signature(folder, state_key(), text)
+    meta = parse_metadata(folder, text)
     check_versions(meta)
     path = folder / MODEL_FILE
     if not path.is_file():

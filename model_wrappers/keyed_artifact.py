@@ -48,15 +48,20 @@ from .artifact import (
     Feature,
     Metadata,
     atomic_write,
+    check_signature,
     checked_features,
     load_model,
+    sign_file,
     write_model,
 )
+from .config import state_key
 from .learning.keyed import HIGHER_IS_BETTER, Selection, dumps, loads
 from .learning.model import check_fits
 from .pipeline_checks import checked_classes, checked_task
 
 KEYED_FILE = "seldon-river-keyed.json"
+KEYED_SIGNATURE_FILE = "seldon-river-keyed.sig"
+KEYED_PURPOSE = b"keyed-model-folder"
 KEYS_FILE = "keys.db"
 KEYED_FORMAT = 1
 SINGLE = "model"  # candidate name when each key has one plain pipeline
@@ -169,6 +174,7 @@ def export_keyed(
     key_feature: str | None = None,
     selection_metric: str | None = None,
     min_observations: int = 7,
+    key: bytes | None = None,
 ) -> tuple[Metadata, KeyedMetadata]:
     """Write a keyed model folder.
 
@@ -191,6 +197,10 @@ def export_keyed(
         ``accuracy``, ``roc_auc``).
     min_observations
         Feedback rows a key needs before its serving candidate may change.
+    key
+        Sign the folder with this state key: ``seldon-river.sig`` covers ``seldon-river.json``
+        (and so ``model.dill``), ``seldon-river-keyed.sig`` covers ``seldon-river-keyed.json``
+        (and so ``keys.db``, whose sha256 it records).
 
     """
     if templates is not None and not isinstance(templates, Mapping):
@@ -228,7 +238,7 @@ def export_keyed(
         count, keys_sha = 0, None
         if keys_path.exists():
             keys_path.unlink()
-    meta = write_model(templates, out, task=task, features=feats, classes=classes, name=name)
+    meta = write_model(templates, out, task=task, features=feats, classes=classes, name=name, key=key)
     keyed = KeyedMetadata(
         candidates=candidates,
         templates=tuple(templates),
@@ -238,20 +248,30 @@ def export_keyed(
         selection_metric=selection.metric,
         min_observations=selection.min_observations,
     )
-    atomic_write(out / KEYED_FILE, json.dumps(keyed.to_json(), indent=2).encode() + b"\n")
+    text = json.dumps(keyed.to_json(), indent=2).encode() + b"\n"
+    sign_file(out, key, text, KEYED_SIGNATURE_FILE, KEYED_PURPOSE)
+    atomic_write(out / KEYED_FILE, text)
     return meta, keyed
 
 
 def read_keyed_metadata(folder: str | os.PathLike) -> KeyedMetadata:
-    """Read ``seldon-river-keyed.json`` (without loading anything else)."""
-    path = Path(folder) / KEYED_FILE
-    if not path.is_file():
+    """Read ``seldon-river-keyed.json``, checking its signature (without loading anything else).
+
+    The file is read once and its signature checked over those bytes before they are parsed.
+    """
+    folder = Path(folder)
+    path = folder / KEYED_FILE
+    try:
+        text = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         raise ArtifactError(
             f"{path} not found: this is not a keyed model folder (write one with "
             "model_wrappers.keyed_artifact.export_keyed)"
-        )
+        ) from None
+    check_signature(folder, state_key(), text, signed_file=KEYED_FILE, signature_file=KEYED_SIGNATURE_FILE,
+                    purpose=KEYED_PURPOSE)
     try:
-        keyed = KeyedMetadata.from_json(json.loads(path.read_text()))
+        keyed = KeyedMetadata.from_json(json.loads(text))
     except (ValueError, TypeError) as exc:
         raise ArtifactError(f"{path} is not valid: {exc}") from None
     if keyed.format_version != KEYED_FORMAT:
@@ -365,6 +385,7 @@ def is_keyed(folder: str | os.PathLike) -> bool:
 # -- command line (``seldon-river export-keyed``) ------------------------------------------------
 def add_arguments(parser, command: str) -> None:
     from .artifact import TASKS
+    from .commands.export import add_sign_argument
 
     parser.add_argument("folder", help="the keyed model folder to write")
     parser.add_argument("--mapping", help="a dill file holding {key: pipeline} or {key: {candidate: pipeline}}")
@@ -378,12 +399,15 @@ def add_arguments(parser, command: str) -> None:
     parser.add_argument("--min-observations", type=int, default=7,
                         help="feedback rows a key needs before its serving candidate may change")
     parser.add_argument("--name", default="keyed", help="a short name used in logs, metrics and the log name")
+    add_sign_argument(parser)
 
 
 def main(args) -> int:
     import sys
 
     import dill
+
+    from .commands.export import signing_key
 
     def read(path):
         if not path:
@@ -396,7 +420,7 @@ def main(args) -> int:
             args.folder, templates=read(args.templates), mapping=read(args.mapping), task=args.task,
             features=[f.strip() for f in args.features.split(",") if f.strip()], name=args.name,
             key_feature=args.key_feature, selection_metric=args.selection_metric,
-            min_observations=args.min_observations,
+            min_observations=args.min_observations, key=signing_key(args),
         )
     except (OSError, ArtifactError, dill.UnpicklingError, ValueError) as exc:
         print(f"seldon-river export-keyed: {exc}", file=sys.stderr)

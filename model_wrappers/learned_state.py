@@ -38,7 +38,7 @@ import urllib.request
 from pathlib import Path
 
 from .artifact import ArtifactError, Metadata, export_model, load_model, read_metadata
-from .config import StateSettings, without_password
+from .config import StateSettings, state_key, without_password
 from .keyed_artifact import is_keyed
 from .learning.model import ModelState
 from .log import LogUnavailable, open_log
@@ -161,7 +161,8 @@ def pull(source: Source, folder: str | os.PathLike, *, position: int | None = No
     finally:
         replica.log.close()
     try:
+        # Signed with the key the log was read with, so a server configured alike will load it.
         return export_model(state.pipeline, folder, task=meta.task, features=meta.features, classes=classes,
-                            name=name, force=force, provenance=provenance)
+                            name=name, force=force, provenance=provenance, key=state_key())
     except ArtifactError as exc:
         raise PullError(str(exc)) from None

@@ -9,6 +9,7 @@ import sys
 import dill
 
 from ..artifact import TASKS, ArtifactError, export_model
+from ..config import state_key
 
 
 def _scalar(text: str):
@@ -38,6 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--name", default=None,
                         help="a short name used in logs, metrics and the log name (default: the folder's name)")
     parser.add_argument("--force", action="store_true", help="replace the model files of an existing folder")
+    add_sign_argument(parser)
+
+
+def add_sign_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sign", action="store_true",
+                        help="sign the folder with the state key (SELDON_RIVER_STATE_KEY_FILE or SELDON_RIVER_STATE_KEY)")
+
+
+def signing_key(args: argparse.Namespace) -> bytes | None:
+    """The state key when ``--sign`` is given; refused when no key is configured."""
+    if not getattr(args, "sign", False):
+        return None
+    key = state_key()
+    if key is None:
+        raise ArtifactError("--sign needs a state key: set SELDON_RIVER_STATE_KEY_FILE or SELDON_RIVER_STATE_KEY")
+    return key
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,8 +69,9 @@ def main(args: argparse.Namespace) -> int:
             classes=[_scalar(c) for c in _list(args.classes)],
             name=args.name,
             force=args.force,
+            key=signing_key(args),
         )
-    except (OSError, ArtifactError, dill.UnpicklingError) as exc:
+    except (OSError, ArtifactError, dill.UnpicklingError, ValueError) as exc:
         print(f"seldon-river export: {exc}", file=sys.stderr)
         return 1
     classes = f", classes {','.join(map(str, meta.classes))}" if meta.classes else ""

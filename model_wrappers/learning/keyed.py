@@ -50,7 +50,7 @@ import logging
 import math
 import pickle
 import sys
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
 
 import dill
 
@@ -92,6 +92,7 @@ def loads(blob: bytes) -> Any:
 
 
 FREEZE_FROM = 1024  # loaded keys at which the collector first stops scanning them
+SNAPSHOT_CHUNK = 500  # keys pickled at a time while a checkpoint holds the state still
 
 
 @contextlib.contextmanager
@@ -557,22 +558,43 @@ class KeyedState:
         The header is small: the state itself is in the key store, where each key carries the
         position it stands at.
         """
+        return self.checkpoint_writer()(contextlib.nullcontext())
+
+    def checkpoint_writer(self) -> Callable[[ContextManager], bytes]:
+        """Begin a checkpoint at the current position (call it where nothing else changes the state).
+
+        Returns ``write(hold)``, which stores the keys that changed and returns the header, like
+        :meth:`snapshot`. ``hold`` is a context manager that keeps the state from changing (the
+        replica's lock): ``write`` pickles :data:`SNAPSHOT_CHUNK` keys at a time inside it and
+        writes them to the key store outside it, so serving goes on while a large state is stored.
+        A key that learns more in between is stored as it then is, at its own later position,
+        which is as good (see the module's docstring) and stays to be stored again.
+        """
         if self.store is None:
             raise RuntimeError("a keyed state without a key store cannot be checkpointed")
+        position, header = self.position, self.header()
         committed = self.store.committed()
-        changed = [k for k, p in self.dirty.items() if p > committed and k in self.models]
-        written = {"keys": 0, "bytes": 0}
+        changed = [k for k, p in self.dirty.items() if p > committed]
 
-        def items():
-            for item in self._items(changed):
-                written["keys"] += 1
-                written["bytes"] += len(item[3]) + len(item[2])
-                yield item
+        def write(hold: ContextManager) -> bytes:
+            stored: list[tuple[str, int]] = []
+            size = 0
+            for start in range(0, len(changed), SNAPSHOT_CHUNK):
+                with hold, gc_paused():
+                    items = list(self._items(k for k in changed[start:start + SNAPSHOT_CHUNK] if k in self.models))
+                self.store.save(items)
+                stored += [(key, at) for key, at, _, _ in items]
+                size += sum(len(blob) + len(summary) for _, _, summary, blob in items)
+            self.store.save([], commit=position)
+            with hold:
+                for key, at in stored:
+                    self.stored[key] = max(at, self.stored.get(key, at))
+                # Keys that changed at or before the commit another process had made are in the
+                # store already; keys stored here are clean unless they learned since.
+                clean = dict(stored)
+                for key in [k for k, p in self.dirty.items() if p <= committed or p <= clean.get(k, -1)]:
+                    del self.dirty[key]
+                self.last_checkpoint = {"position": position, "keys": len(stored), "bytes": size}
+            return header
 
-        with gc_paused():
-            self.store.save(items(), commit=self.position)
-        for key in changed:
-            self.stored[key] = self.models[key].position
-        self.dirty.clear()
-        self.last_checkpoint = {"position": self.position, "keys": written["keys"], "bytes": written["bytes"]}
-        return self.header()
+        return write

@@ -35,9 +35,11 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from ..config import state_key
 from .base import LogUnavailable
 from .replica import Replica, decode
 
@@ -131,12 +133,16 @@ class SQLiteKeyStore(KeyStore):
     ``synchronous=FULL`` to the same write-ahead log, makes them durable before any event they
     cover is compacted away; keys evicted between checkpoints that a power cut loses are
     rebuilt from events that are still in the log.
+
+    A checkpoint is written from its own thread while requests load and evict keys, so the
+    connection is used by one statement or transaction at a time.
     """
 
     def __init__(self, path: str | os.PathLike, name: str):
         self.path = Path(path)
         self.uri = f"sqlite:///{self.path}"
         self.name = name
+        self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Schema changes do not wait on SQLite's busy timeout; every process of a pod opens
@@ -155,16 +161,18 @@ class SQLiteKeyStore(KeyStore):
 
     def committed(self) -> int:
         try:
-            row = self._db.execute("SELECT position FROM keyed_commits WHERE name = ?", (self.name,)).fetchone()
+            with self._lock:
+                row = self._db.execute("SELECT position FROM keyed_commits WHERE name = ?", (self.name,)).fetchone()
         except sqlite3.Error as exc:
             raise self._fail("read", exc) from None
         return row[0] if row else 0
 
     def summaries(self) -> dict[str, tuple[int, str]]:
         try:
-            rows = self._db.execute(
-                "SELECT key, position, summary FROM keyed_states WHERE name = ?", (self.name,)
-            ).fetchall()
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT key, position, summary FROM keyed_states WHERE name = ?", (self.name,)
+                ).fetchall()
         except sqlite3.Error as exc:
             raise self._fail("read", exc) from None
         return {key: (position, summary) for key, position, summary in rows}
@@ -175,10 +183,12 @@ class SQLiteKeyStore(KeyStore):
             for start in range(0, len(keys), LOOKUP_CHUNK):
                 part = keys[start:start + LOOKUP_CHUNK]
                 marks = ",".join("?" * len(part))
-                for key, position, blob in self._db.execute(
-                    f"SELECT key, position, blob FROM keyed_states WHERE name = ? AND key IN ({marks})",
-                    (self.name, *part),
-                ):
+                with self._lock:
+                    rows = self._db.execute(
+                        f"SELECT key, position, blob FROM keyed_states WHERE name = ? AND key IN ({marks})",
+                        (self.name, *part),
+                    ).fetchall()
+                for key, position, blob in rows:
                     out[key] = (position, bytes(blob))
         except sqlite3.Error as exc:
             raise self._fail("read", exc) from None
@@ -202,17 +212,25 @@ class SQLiteKeyStore(KeyStore):
         return written
 
     def _transaction(self):
-        db = self._db
+        db, lock = self._db, self._lock
 
         class Transaction:
             def __enter__(self):
-                db.execute("BEGIN IMMEDIATE")
+                lock.acquire()
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except BaseException:
+                    lock.release()
+                    raise
 
             def __exit__(self, kind, exc, tb):
-                if kind is None:
-                    db.execute("COMMIT")
-                elif db.in_transaction:
-                    db.execute("ROLLBACK")
+                try:
+                    if kind is None:
+                        db.execute("COMMIT")
+                    elif db.in_transaction:
+                        db.execute("ROLLBACK")
+                finally:
+                    lock.release()
                 return False
 
         return Transaction()
@@ -221,10 +239,11 @@ class SQLiteKeyStore(KeyStore):
         after = ""
         while True:
             try:
-                rows = self._db.execute(
-                    "SELECT key, position, blob FROM keyed_states WHERE name = ? AND key > ? ORDER BY key LIMIT ?",
-                    (self.name, after, batch),
-                ).fetchall()
+                with self._lock:
+                    rows = self._db.execute(
+                        "SELECT key, position, blob FROM keyed_states WHERE name = ? AND key > ? ORDER BY key LIMIT ?",
+                        (self.name, after, batch),
+                    ).fetchall()
             except sqlite3.Error as exc:
                 raise self._fail("read", exc) from None
             if not rows:
@@ -234,10 +253,11 @@ class SQLiteKeyStore(KeyStore):
 
     def usage(self) -> dict[str, int]:
         try:
-            count, size = self._db.execute(
-                "SELECT count(*), coalesce(sum(length(blob) + length(summary)), 0) FROM keyed_states WHERE name = ?",
-                (self.name,),
-            ).fetchone()
+            with self._lock:
+                count, size = self._db.execute(
+                    "SELECT count(*), coalesce(sum(length(blob) + length(summary)), 0) FROM keyed_states WHERE name = ?",
+                    (self.name,),
+                ).fetchone()
         except sqlite3.Error as exc:
             raise self._fail("read", exc) from None
         return {"keys": count, "bytes": size}
@@ -362,9 +382,20 @@ class RedisKeyStore(KeyStore):
 
 
 def open_keystore(uri: str, name: str) -> KeyStore:
-    """The key store that goes with the learning log ``name`` at ``uri``."""
+    """The key store that goes with the learning log ``name`` at ``uri``.
+
+    With a state key configured (see :func:`model_wrappers.config.state_key`) its state blobs
+    are authenticated, as the log's checkpoints are.
+    """
     if uri.startswith("sqlite:///"):
-        return SQLiteKeyStore(uri[len("sqlite:///"):], name)
-    if uri.startswith(("redis://", "rediss://", "unix://")):
-        return RedisKeyStore(uri, name)
-    raise ValueError(f"state URI must start with sqlite:/// or redis://, got {uri!r}")
+        store: KeyStore = SQLiteKeyStore(uri[len("sqlite:///"):], name)
+    elif uri.startswith(("redis://", "rediss://", "unix://")):
+        store = RedisKeyStore(uri, name)
+    else:
+        raise ValueError(f"state URI must start with sqlite:/// or redis://, got {uri!r}")
+    key = state_key()
+    if key is None:
+        return store
+    from .sealed_keys import SealedKeyStore
+
+    return SealedKeyStore(store, key)

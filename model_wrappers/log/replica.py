@@ -132,6 +132,7 @@ class Replica:
         self.unlearned: dict[int, str] = {}  # newest positions whose event could not be applied, and why
         self._checked = 0.0
         self._lock = threading.RLock()
+        self._writing = threading.Lock()  # held while a checkpoint is being written
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -262,8 +263,11 @@ class Replica:
             raise StateUnavailable(f"not logged, so nothing was learned: {exc}") from None
         with self._lock:
             self.sync()
+            pending = None
             if position % self.checkpoint_every == 0 and self.position >= position:
-                self._checkpoint()
+                pending = self._begin_checkpoint()
+        if pending is not None:
+            self._write_checkpoint(*pending)
         return position
 
     def applied_at(self, feedback_id: str | None) -> int | None:
@@ -290,16 +294,46 @@ class Replica:
             return learned, True
         return position, False
 
-    def _checkpoint(self) -> None:
+    def _begin_checkpoint(self) -> tuple[int, Callable[[Any], bytes]] | None:
+        """Under the lock: the position and the writer of a checkpoint of the state as it is now.
+
+        A state with a ``checkpoint_writer()`` (see :meth:`KeyedState.checkpoint_writer
+        <model_wrappers.learning.keyed.KeyedState.checkpoint_writer>`) copies what it needs in
+        parts, each under the lock, and stores them outside it; any other state is snapshot here
+        and its blob written outside the lock. None while an earlier checkpoint is still being
+        written: the next one covers what this one would have.
+        """
+        if not self._writing.acquire(blocking=False):
+            logger.info("checkpoint at %d skipped: the previous one is still being written", self.position)
+            return None
         try:
+            begin = getattr(self.state, "checkpoint_writer", None)
+            if begin is not None:
+                return self.position, begin()
             blob = self.state.snapshot()
-            if self.log.save_checkpoint(self.position, blob):
+            return self.position, lambda hold: blob
+        except LogUnavailable as exc:
+            self._writing.release()
+            logger.warning("checkpoint at %d not written: %s", self.position, exc)
+            return None
+        except BaseException:
+            self._writing.release()
+            raise
+
+    def _write_checkpoint(self, position: int, write: Callable[[Any], bytes]) -> None:
+        """Outside the lock: store a checkpoint begun by :meth:`_begin_checkpoint`, so reads and
+        other feedback are served while it is written."""
+        try:
+            blob = write(self._lock)
+            if self.log.save_checkpoint(position, blob):
                 # Events since the oldest kept checkpoint stay, so that any position from there
                 # on can be rebuilt (`seldon-river pull`); that checkpoint's own event stays too,
                 # so a lagging reader can tell it has been compacted past.
                 self.log.compact(min(self.log.list_checkpoints()) - 1)
         except LogUnavailable as exc:
-            logger.warning("checkpoint at %d not written: %s", self.position, exc)
+            logger.warning("checkpoint at %d not written: %s", position, exc)
+        finally:
+            self._writing.release()
 
     def status(self) -> dict:
         with self._lock:

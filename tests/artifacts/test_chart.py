@@ -120,10 +120,14 @@ def test_notes_tell_how_to_predict_and_feed_back(example, tmp_path):
         ({"state": {"backend": "etcd"}}, "value must be one of"),
         ({"modelServer": {"implementation": "RIVER_SERVER", "rcloneConfig": {"ACCESS_KEY": "k"}}}, "ACCESS_KEY"),
         ({"state": {"backend": "redis", "redis": {"passwordSecret": "Not A Name"}}}, "passwordSecret"),
+        ({"models": [{"name": "m", "modelUri": "s3://b/m", "parameters": {"key_feature": "k"}}],
+          "router": {"enabled": False}}, "key_feature"),
+        ({"models": [{"name": "m", "modelUri": "s3://b/m", "keyed": True, "parameters": {"selection_metric": "f1"}}],
+          "router": {"enabled": False}}, "selection_metric"),
     ],
     ids=["unknown-policy", "unknown-model-parameter", "quantile-out-of-range", "sqlite-with-replicas",
          "two-models-without-router", "repeated-node-name", "unknown-backend", "rclone-setting-not-rclone",
-         "password-secret-not-a-name"],
+         "password-secret-not-a-name", "keyed-parameter-on-a-plain-model", "unknown-keyed-selection-metric"],
 )
 def test_bad_values_are_refused_with_the_reason(values, message, tmp_path):
     file = tmp_path / "values.yaml"
@@ -140,18 +144,68 @@ def schema_parameters(schema: dict, *path: str) -> dict:
     return node["parameters"]["properties"]
 
 
+KEYED_CLASS = "model_wrappers.KeyedRiverModel"
+
+
 @pytest.mark.parametrize(
-    "node_type, path",
-    [("TRANSFORMER", ("properties", "detector", "properties")),
-     ("ROUTER", ("properties", "router", "properties")),
-     ("MODEL", ("properties", "models", "items", "properties"))],
-    ids=["detector", "router", "model"],
+    "class_path, path",
+    [(CLASSES["TRANSFORMER"], ("properties", "detector", "properties")),
+     (CLASSES["ROUTER"], ("properties", "router", "properties")),
+     (CLASSES["MODEL"], ("properties", "models", "items", "else", "properties")),
+     (KEYED_CLASS, ("properties", "models", "items", "then", "properties"))],
+    ids=["detector", "router", "model", "keyed-model"],
 )
-def test_the_schema_allows_only_parameters_the_component_accepts(node_type, path):
+def test_the_schema_allows_only_parameters_the_component_accepts(class_path, path):
     schema = json.loads((CHART / "values.schema.json").read_text())
     for name, spec in schema_parameters(schema, *path).items():
         value = spec.get("enum", [None])[0] or {int: 1, float: 0.5, bool: True, str: "x"}[PARAMETER_TYPES[spec["type"]]]
         values = {name: value}
-        if node_type == "ROUTER":
+        if class_path == CLASSES["ROUTER"]:
             values.setdefault("n_arms", 2)
-        check_parameters(CLASSES[node_type], values, f"values.schema.json {'/'.join(path)}/parameters/{name}")
+        check_parameters(class_path, values, f"values.schema.json {'/'.join(path)}/parameters/{name}")
+
+
+def model_nodes(rendered: str) -> tuple[dict[str, dict], dict[str, str]]:
+    """The rendered graph's MODEL nodes by name (parameters as a dict) and each container's MODEL_NAME."""
+    found = objects(rendered)
+    sdep = next(doc for (kind, _), doc in found.items() if kind == "SeldonDeployment")
+    predictor = sdep["spec"]["predictors"][0]
+    nodes, todo = {}, [predictor["graph"]]
+    while todo:
+        node = todo.pop()
+        todo += node.get("children") or []
+        if node["type"] == "MODEL":
+            nodes[node["name"]] = {p["name"]: (p["type"], p["value"]) for p in node["parameters"]}
+    classes = {c["name"]: next(e["value"] for e in c["env"] if e["name"] == "MODEL_NAME")
+               for c in predictor["componentSpecs"][0]["spec"]["containers"]}
+    return nodes, classes
+
+
+def test_keyed_models_under_a_router_are_routed_and_served_by_the_keyed_class(tmp_path):
+    values = {"models": [
+        {"name": "sales", "modelUri": "s3://b/sales", "keyed": True,
+         "parameters": {"key_feature": "product_id", "max_keys_in_memory": 5000, "preload": True}},
+        {"name": "plain", "modelUri": "s3://b/plain"},
+    ]}
+    file = tmp_path / "values.yaml"
+    file.write_text(yaml.safe_dump(values))
+    nodes, classes = model_nodes(template("river", "-f", str(file)).stdout)
+    assert classes["sales"] == KEYED_CLASS and classes["plain"] == CLASSES["MODEL"]
+    assert nodes["sales"]["routed"] == ("BOOL", "true") and nodes["plain"]["routed"] == ("BOOL", "true")
+    assert nodes["sales"]["key_feature"] == ("STRING", "product_id")
+    assert nodes["sales"]["max_keys_in_memory"] == ("INT", "5000")
+    assert nodes["sales"]["preload"] == ("BOOL", "true")
+    for name, params in nodes.items():
+        check_parameters(classes[name], {k: PYTHON_VALUE[t](v) for k, (t, v) in params.items()}, f"node {name}")
+
+
+def test_a_keyed_model_alone_is_not_routed(tmp_path):
+    values = {"router": {"enabled": False},
+              "models": [{"name": "sales", "modelUri": "s3://b/sales", "keyed": True}]}
+    file = tmp_path / "values.yaml"
+    file.write_text(yaml.safe_dump(values))
+    nodes, classes = model_nodes(template("river", "-f", str(file)).stdout)
+    assert classes["sales"] == KEYED_CLASS and "routed" not in nodes["sales"]
+
+
+PYTHON_VALUE = {"BOOL": lambda v: v == "true", "INT": int, "FLOAT": float, "STRING": str}

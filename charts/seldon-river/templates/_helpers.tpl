@@ -82,6 +82,14 @@ window_size: INT
 nu: FLOAT
 features: STRING
 learn_fraction: FLOAT
+key_feature: STRING
+key_tag: STRING
+create_keys: BOOL
+max_keys_in_memory: INT
+preload: BOOL
+min_observations: INT
+selection_metric: STRING
+key_tags: BOOL
 {{- end -}}
 
 {{/*

@@ -8,7 +8,7 @@ MANIFEST ?= manifests/full-graph.yaml
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
 
-install: ## Install system packages and the Python package (with dev and demo extras) into .venv
+install: ## Install system packages and both Python environments (.venv: stock wrapper, river 0.23; .venv-current: river 0.26)
 	bash scripts/setup-system.sh
 	bash scripts/setup-python.sh
 
@@ -16,7 +16,7 @@ test: ## Install everything and run the whole test suite (containers and API ser
 	bash scripts/test.sh
 
 demo: ## Run the full graph locally (no cluster) and stream a dataset through it; writes a PNG
-	bash scripts/setup-python.sh
+	bash scripts/setup-python.sh main
 	$(PY) -m model_wrappers.cli demo --out demo-out
 
 lint: ## Byte-compile the package and check the installed dependency set
@@ -42,7 +42,7 @@ undeploy: ## Delete a manifest's objects from the current cluster (MANIFEST=...)
 	$(PY) -m model_wrappers.cli undeploy $(MANIFEST)
 
 bench: ## Run the benchmarks; prints a table and writes benchmarks/results.json
-	bash scripts/setup-python.sh
+	bash scripts/setup-python.sh main
 	$(PY) -m benchmarks.run
 
 reliability: ## Kill -9 drills and the fuzz suite; prints the figures and writes benchmarks/reliability.json

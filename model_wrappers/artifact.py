@@ -42,6 +42,7 @@ from typing import Any, Iterable
 import dill
 import river
 
+from . import river_versions
 from .config import state_key
 
 MODEL_FILE = "model.dill"
@@ -150,14 +151,14 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def infer_task(pipeline: Any) -> str:
-    """Guess the task kind from river's own inspection helpers."""
-    from river.utils import inspect
+    """Guess the task kind from what the pipeline's last step is."""
+    from .river_kinds import is_anomaly_detector, is_classifier, is_regressor
 
-    if inspect.isanomalydetector(pipeline):
+    if is_anomaly_detector(pipeline):
         return "anomaly"
-    if inspect.isclassifier(pipeline):
+    if is_classifier(pipeline):
         return "classifier"
-    if inspect.isregressor(pipeline):
+    if is_regressor(pipeline):
         return "regressor"
     raise ArtifactError(
         f"cannot tell whether {type(pipeline).__name__} is a classifier, regressor or anomaly "
@@ -356,6 +357,13 @@ def check_versions(meta: Metadata) -> None:
         "Python": platform.python_version(),
     }
     written = {"river": meta.river_version, "dill": meta.dill_version, "Python": meta.python_version}
+    if _minor(meta.river_version) != _minor(running["river"]):
+        raise ArtifactError(
+            f"model folder was written with river {meta.river_version} but river {running['river']} is "
+            f"running; dill files do not load across river minor versions: serve it with "
+            f"{river_versions.needed(meta.river_version)}, or re-export the model with river "
+            f"{_minor(running['river'])}.x"
+        )
     for lib, version in written.items():
         if _minor(version) != _minor(running[lib]):
             raise ArtifactError(

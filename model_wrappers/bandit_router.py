@@ -23,7 +23,7 @@ Run it with Seldon's wrapper::
 Examples
 --------
 >>> import tempfile
->>> from seldon_core.utils import json_to_feedback
+>>> from model_wrappers.protocol import dict_to_feedback
 >>> folder = tempfile.mkdtemp()
 >>> router = BanditRouter(n_arms=2, policy="thompson", seed=7, state_uri=f"sqlite:///{folder}/state.db")
 >>> router.load()
@@ -31,7 +31,7 @@ Examples
 >>> arm = reply["data"]["ndarray"][0][0]
 >>> arm in (0, 1), reply["meta"]["tags"]["seldon_river_arm"] == arm
 (True, True)
->>> ack = router.send_feedback_raw(json_to_feedback({
+>>> ack = router.send_feedback_raw(dict_to_feedback({
 ...     "request": {"data": {"ndarray": [[1.0, 2.0]]}},
 ...     "response": {"meta": {"routing": {router.unit: arm}}}, "reward": 1.0}))
 >>> router.status()["arms"][arm]["pulls"]

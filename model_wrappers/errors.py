@@ -1,10 +1,19 @@
 """Errors that reach the caller as HTTP 4xx/5xx over REST and as a gRPC status over gRPC.
 
-Seldon's wrapper turns a :class:`SeldonMicroserviceException` into an HTTP reply with its status
-code, but over gRPC every exception becomes ``UNKNOWN`` and the raw hooks are not handed the
-gRPC context. :func:`seldon_errors` closes that gap: it finds the gRPC ``ServicerContext`` of the
-call in progress (the wrapper's servicer holds it as ``context``) and aborts with the matching
-status code and the same message.
+Each error carries what both servers need: ``status_code``, ``reason`` and ``message`` (the
+attributes of Seldon's ``SeldonMicroserviceException``, read by the project's server) and
+:meth:`SeldonRiverError.to_dict`, the body Seldon answers an error with. Under Seldon's stock
+wrapper, :mod:`model_wrappers.stock_wrapper` answers them over REST with that status. Over gRPC
+every exception becomes ``UNKNOWN`` there and the raw hooks are not handed the gRPC context:
+:func:`seldon_errors` closes that gap: it finds the gRPC ``ServicerContext`` of the call in
+progress (the wrapper's servicer holds it as ``context``) and aborts with the matching status
+code and the same message.
+
+Examples
+--------
+>>> error = InvalidInput("row 0: expected 2 columns")
+>>> error.status_code, error.to_dict()["status"]["reason"]
+(400, 'MICROSERVICE_BAD_DATA')
 """
 
 from __future__ import annotations
@@ -12,12 +21,11 @@ from __future__ import annotations
 import functools
 
 import grpc
-from seldon_core.flask_utils import SeldonMicroserviceException
 
 from .request_context import _grpc_context
 
 
-class SeldonRiverError(SeldonMicroserviceException):
+class SeldonRiverError(Exception):
     """Base class: an HTTP status, a gRPC status and a message that says what was wrong."""
 
     status_code = 500
@@ -25,10 +33,15 @@ class SeldonRiverError(SeldonMicroserviceException):
     reason = "MICROSERVICE_INTERNAL_ERROR"
 
     def __init__(self, message: str):
-        super().__init__(message, status_code=self.status_code, reason=self.reason)
+        super().__init__(message)
+        self.message = message
 
     def __str__(self) -> str:
         return self.message
+
+    def to_dict(self) -> dict:
+        """The reply body, as Seldon's wrapper words an error."""
+        return {"status": {"status": 1, "info": self.message, "code": -1, "reason": self.reason}}
 
 
 class InvalidInput(SeldonRiverError):

@@ -46,7 +46,6 @@ import logging
 import random
 
 from google.protobuf.message import Message
-from seldon_core.proto import prediction_pb2
 
 from . import payload, seldon_metrics
 from .artifact import Feature
@@ -247,11 +246,10 @@ class OutlierDetector(StockWrapperSupport):
             meta["tags"] = {**(meta.get("tags") or {}), **tags}
             meta["metrics"] = metrics
             return {**request, "meta": meta}
-        ours = payload.to_proto({"meta": {"tags": tags, "metrics": metrics}}).meta
-        reply = prediction_pb2.SeldonMessage()
+        # The request's own class (seldon-core's under its stock wrapper): ours are merged in as
+        # bytes, where a tag of ours replaces the request's of the same name.
+        reply = type(request)()
         reply.CopyFrom(request)
-        for key, value in ours.tags.items():
-            reply.meta.tags[key].CopyFrom(value)
         del reply.meta.metrics[:]
-        reply.meta.metrics.extend(ours.metrics)
+        reply.MergeFromString(payload.to_proto({"meta": {"tags": tags, "metrics": metrics}}).SerializeToString())
         return reply

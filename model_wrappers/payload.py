@@ -30,21 +30,23 @@ from typing import Any, Iterable, Sequence
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from seldon_core.proto.prediction_pb2 import Metric, SeldonMessage
-from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
-
 from .artifact import Feature
 from .checks import Undecodable, check_message, describe, finite, is_number, kind, tensor_shape, valid_text
 from .errors import InvalidInput
+from .protocol import Metric, SeldonMessage, dict_to_message, message_to_dict
 
 MAX_REPORTED = 5
 _NUMBER_TYPES = frozenset({int, float})
 
 
 def to_dict(message: Any) -> dict:
-    """A Seldon message as a JSON-style dict, whether it came over REST (dict) or gRPC (proto)."""
+    """A Seldon message as a JSON-style dict, whether it came over REST (dict) or gRPC (proto).
+
+    The protobuf may be :mod:`model_wrappers.protocol`'s or seldon-core's (Seldon's stock wrapper
+    hands over its own).
+    """
     if isinstance(message, Message):
-        return _data_to_dict(message) or seldon_message_to_json(message)
+        return _data_to_dict(message) or message_to_dict(message)
     return check_message(message)
 
 
@@ -96,7 +98,7 @@ def _data_to_dict(message: Message) -> dict | None:
     generic JSON conversion costs more than the prediction with the pure-Python protobuf that
     seldon-core pins.
     """
-    if not isinstance(message, SeldonMessage):
+    if message.DESCRIPTOR.full_name != "seldon.protos.SeldonMessage":
         return None
     which = message.WhichOneof("data_oneof")
     if which is None:
@@ -151,7 +153,7 @@ def to_proto(message: dict):
     """
     meta = message.get("meta") or {}
     body = {k: v for k, v in message.items() if k != "meta"}
-    out = _tensor_message(body) or json_to_seldon_message(body)
+    out = _tensor_message(body) or dict_to_message(body)
     if "meta" in message:
         out.meta.SetInParent()  # an empty meta is still sent, as protobuf parsing would
     other = {k: v for k, v in meta.items() if k not in ("puid", "tags", "metrics")}

@@ -29,8 +29,8 @@ Examples
 >>> reply = model.predict_raw({"data": {"ndarray": [[2.0]]}})
 >>> reply["data"]["names"], reply["data"]["ndarray"]
 (['prediction'], [[0.0]])
->>> from seldon_core.utils import json_to_feedback
->>> ack = model.send_feedback_raw(json_to_feedback({
+>>> from model_wrappers.protocol import dict_to_feedback
+>>> ack = model.send_feedback_raw(dict_to_feedback({
 ...     "request": {"data": {"ndarray": [[2.0]]}}, "truth": {"data": {"ndarray": [[4.0]]}}}))
 >>> model.predict_raw({"data": {"ndarray": [[2.0]]}})["data"]["ndarray"][0][0] > 0
 True

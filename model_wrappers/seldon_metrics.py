@@ -14,11 +14,13 @@ If the Manager process dies, the wrapper's own method fails every call that reco
 feedback then answers 500 after it was logged); this one logs a warning and the call goes on.
 
 The replacement is made only for the seldon-core version it was written against
-(:data:`SUPPORTED`); any other version keeps its own method.
+(:data:`SUPPORTED`); any other version keeps its own method. Where seldon-core is not installed
+(the project's own server needs none) there is nothing to replace.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 
@@ -54,19 +56,23 @@ def install() -> bool:
 
     Examples
     --------
-    >>> install()
+    >>> with_seldon_core = importlib.util.find_spec("seldon_core") is not None
+    >>> install() == with_seldon_core
     True
-    >>> install()  # once per process
+    >>> install() == with_seldon_core  # once per process
     True
 
     """
     global _installed, original_update
-    from seldon_core import metrics as seldon_metrics
-    from seldon_core.version import __version__
-
     with _lock:
         if _installed is not None:
             return _installed
+        if importlib.util.find_spec("seldon_core") is None:
+            _installed = False
+            return False
+        from seldon_core import metrics as seldon_metrics
+        from seldon_core.version import __version__
+
         if __version__ != SUPPORTED:
             logger.warning("seldon-core %s is not %s: its own metrics bookkeeping stays", __version__, SUPPORTED)
             _installed = False

@@ -8,11 +8,14 @@ The components close those gaps for that server (the project's own server,
 :mod:`model_wrappers.server`, answers them itself):
 
 - REST: every component class carries :data:`REST_ERRORS` as ``model_error_handler``, a Flask
-  blueprint the wrapper registers on its app. It checks each call's JSON before the wrapper
+  blueprint the wrapper registers on its app. It answers a
+  :class:`~model_wrappers.errors.SeldonRiverError` with its status (the wrapper would answer
+  500: the project's errors are not seldon-core's exception class), checks each call's JSON before the wrapper
   reads it (a feedback must also be a ``Feedback``), limits bodies to
   ``SELDON_RIVER_MAX_BODY_BYTES`` (the project server's default, 64 MiB; larger is 413) and
   answers Flask's own HTTP errors with their status instead of 500.
-- gRPC: :func:`install` makes the wrapper's gRPC services decode requests so that bytes which
+- gRPC: :func:`install` makes the wrapper's gRPC services encode the components' replies, and
+  decode requests so that bytes which
   are not the expected message reach the component as an :class:`~model_wrappers.checks.Undecodable`,
   which every component refuses with ``INVALID_ARGUMENT``. It is done only in a process that
   runs Seldon's wrapper (``seldon_core.microservice`` imported): elsewhere Seldon's stubs and
@@ -89,6 +92,7 @@ def _rest_errors():
 
     blueprint.before_app_request(_checked_request)
     blueprint.app_errorhandler(HTTPException)(_http_error)
+    blueprint.app_errorhandler(SeldonRiverError)(_error_reply)
     return blueprint
 
 
@@ -107,11 +111,18 @@ REST_ERRORS = _RestErrors()
 
 
 class _TolerantMessage:
-    """A protobuf message class whose ``FromString`` gives an :class:`~model_wrappers.checks.Undecodable` instead of raising."""
+    """A protobuf message class whose ``FromString`` gives an :class:`~model_wrappers.checks.Undecodable` instead of raising.
+
+    Its ``SerializeToString`` takes any message of the same name: the components reply with
+    :mod:`model_wrappers.protocol`'s classes, whose bytes are seldon-core's.
+    """
 
     def __init__(self, message_class):
         self._class = message_class
-        self.SerializeToString = message_class.SerializeToString
+
+    @staticmethod
+    def SerializeToString(message) -> bytes:  # noqa: N802 - protobuf's name
+        return message.SerializeToString()
 
     def FromString(self, data: bytes):  # noqa: N802 - protobuf's name
         return decode_or_undecodable(self._class, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -61,7 +62,8 @@ def seldon_parameters(values: dict) -> str:
     return encode(values)
 
 
-SERVERS = ("seldon-river", "seldon-core")
+# seldon-core-microservice only where the seldon-core extra is installed (.venv, not .venv-current).
+SERVERS = ("seldon-river", "seldon-core") if importlib.util.find_spec("seldon_core") else ("seldon-river",)
 # The server components run on in tests: the project's own; tests/test_river_model.py runs
 # every case on Seldon's seldon-core-microservice too, the compatible path.
 DEFAULT_SERVER = os.environ.get("SELDON_RIVER_TEST_SERVER", "seldon-river")
@@ -75,9 +77,11 @@ class Microservice:
     """
 
     def __init__(self, class_path: str, service_type: str, parameters: dict, workdir: Path,
-                 workers: int = 1, env: dict | None = None, name: str = "component", server: str | None = None):
+                 workers: int = 1, env: dict | None = None, name: str = "component", server: str | None = None,
+                 bin_dir: Path | None = None):
         self.server = server or DEFAULT_SERVER
-        assert self.server in SERVERS, self.server
+        self.bin = Path(bin_dir or BIN)  # the environment serving it (another venv's bin/ works too)
+        assert self.server in SERVERS or bin_dir is not None, self.server
         self.class_path = class_path
         self.service_type = service_type
         self.parameters = parameters
@@ -98,14 +102,14 @@ class Microservice:
     def command(self) -> list[str]:
         if self.server == "seldon-river":
             return [
-                str(BIN / "seldon-river-microservice"), self.class_path, "--host", "127.0.0.1",
+                str(self.bin / "seldon-river-microservice"), self.class_path, "--host", "127.0.0.1",
                 "--service-type", self.service_type,
                 "--http-port", str(self.http), "--grpc-port", str(self.grpc),
                 "--metrics-port", str(self.metrics), "--workers", str(self.workers),
                 "--parameters", seldon_parameters(self.parameters),
             ]
         return [
-            str(BIN / "seldon-core-microservice"), self.class_path,
+            str(self.bin / "seldon-core-microservice"), self.class_path,
             "--service-type", self.service_type,
             "--http-port", str(self.http), "--grpc-port", str(self.grpc),
             "--metrics-port", str(self.metrics), "--workers", str(self.workers),
@@ -384,9 +388,10 @@ def seldon_client(service: Microservice, transport: str):
 
 
 def as_dict(message) -> dict:
-    from seldon_core.utils import seldon_message_to_json
+    """A SeldonMessage (seldon-core's, as SeldonClient returns it, or the project's) as its JSON form."""
+    from model_wrappers.protocol import message_to_dict
 
-    return seldon_message_to_json(message)
+    return message_to_dict(message)
 
 
 def truth(values: list):
@@ -394,3 +399,22 @@ def truth(values: list):
     from seldon_core.utils import json_to_seldon_message
 
     return json_to_seldon_message({"data": {"ndarray": [[v] for v in values]}})
+
+
+class SeldonStub:
+    """A client of the ``seldon.protos.Seldon`` gRPC service built on :mod:`model_wrappers.protocol`.
+
+    It sends the same bytes as seldon-core's ``prediction_pb2_grpc.SeldonStub`` (and takes either
+    package's messages), so the modules using it also run where seldon-core is not installed.
+    """
+
+    def __init__(self, channel: grpc.Channel):
+        from model_wrappers.protocol import SERVICES
+
+        for name, method in SERVICES["seldon.protos.Seldon"].items():
+            setattr(self, name, channel.unary_unary(method.path, request_serializer=_serialize,
+                                                    response_deserializer=method.response.FromString))
+
+
+def _serialize(message) -> bytes:
+    return message.SerializeToString()

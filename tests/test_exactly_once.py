@@ -23,8 +23,6 @@ from pathlib import Path
 import grpc
 import pytest
 from river import linear_model, preprocessing
-from seldon_core.proto import prediction_pb2_grpc
-from seldon_core.utils import json_to_feedback, json_to_seldon_message, seldon_message_to_json
 
 from model_wrappers.keyed_artifact import export_keyed
 from model_wrappers.learning.applied import AppliedIds, applied_at
@@ -36,8 +34,9 @@ from model_wrappers.log import open_log
 from model_wrappers.log.keystore import open_keystore
 from model_wrappers.log.redis import APPEND
 from model_wrappers.log.replica import Replica, decode
+from model_wrappers.protocol import dict_to_feedback, dict_to_message, message_to_dict
 from model_wrappers.synthetic import FEATURES, candidates
-from support import SERVERS, FaultyLink, export_regressor, wait_until
+from support import SERVERS, FaultyLink, SeldonStub, export_regressor, wait_until
 
 ALREADY = "seldon_river_already_learned"
 ROW = {"x1": 1.0, "x2": 2.0}
@@ -162,11 +161,11 @@ def test_two_processes_logging_one_feedback_at_once_learn_it_once(tmp_path):
 
 # -- served ------------------------------------------------------------------------------------
 def stub(service):
-    return prediction_pb2_grpc.SeldonStub(grpc.insecure_channel(f"127.0.0.1:{service.grpc}"))
+    return SeldonStub(grpc.insecure_channel(f"127.0.0.1:{service.grpc}"))
 
 
 def tags(reply) -> dict:
-    body = reply.json() if hasattr(reply, "json") else seldon_message_to_json(reply)
+    body = reply.json() if hasattr(reply, "json") else message_to_dict(reply)
     return body["meta"]["tags"]
 
 
@@ -195,7 +194,7 @@ def test_a_feedback_sent_again_is_learned_once_over_rest_and_grpc(services, tmp_
     # A retry over REST, the same over gRPC, and the label-only one sent again with its features
     # (as a 404 once advised): one feedback, learned once, each copy answered 200.
     again = served.feedback(label_only)
-    over_grpc = stub(served).SendFeedback(json_to_feedback(label_only), timeout=30)
+    over_grpc = stub(served).SendFeedback(dict_to_feedback(label_only), timeout=30)
     with_features = served.feedback({**label_only, "request": request()})
     for reply in (again, with_features):
         assert reply.status_code == 200 and tags(reply)[ALREADY] is True and tags(reply)["seldon_river_position"] == 1
@@ -211,7 +210,7 @@ def test_a_feedback_sent_again_is_learned_once_over_rest_and_grpc(services, tmp_
     assert served.predict(request(), headers={"Seldon-Puid": header_puid}).status_code == 200
     truth_only = {"truth": {"data": {"ndarray": [[5.0]]}}}
     assert ALREADY not in tags(served.feedback(truth_only, headers={"Seldon-Puid": header_puid}))
-    reply = stub(served).SendFeedback(json_to_feedback(truth_only), metadata=[("seldon-puid", header_puid)], timeout=30)
+    reply = stub(served).SendFeedback(dict_to_feedback(truth_only), metadata=[("seldon-puid", header_puid)], timeout=30)
     assert tags(reply)[ALREADY] is True
     assert status(served) == (4, 4.0)
 
@@ -255,7 +254,7 @@ def test_keyed_model_router_and_detector_learn_a_copy_once(services, tmp_path):
     puid = keyed.predict({"jsonData": [row]}).json()["meta"]["puid"]
     body = {"response": {"meta": {"puid": puid}}, "truth": {"jsonData": [2.0]}}
     assert ALREADY not in tags(keyed.feedback(body))
-    assert tags(stub(keyed).SendFeedback(json_to_feedback(body), timeout=30))[ALREADY] is True
+    assert tags(stub(keyed).SendFeedback(dict_to_feedback(body), timeout=30))[ALREADY] is True
     assert status(keyed) == (1, 1.0)
 
     router = services.start("model_wrappers.BanditRouter", "ROUTER",
@@ -294,7 +293,7 @@ def test_what_the_router_would_refuse_every_model_refuses_first(services, tmp_pa
     refused = served.feedback(unattributable)
     assert refused.status_code == 400 and "could not credit it" in refused.json()["status"]["info"]
     with pytest.raises(grpc.RpcError) as error:
-        stub(served).SendFeedback(json_to_feedback(bad_reward), timeout=30)
+        stub(served).SendFeedback(dict_to_feedback(bad_reward), timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert status(served) == (0, 0.0)
     # A label-only feedback for a prediction a sibling made: acknowledged, nothing learned.
@@ -364,7 +363,7 @@ def test_feedback_goes_on_when_seldons_metrics_manager_dies(services, tmp_path):
         body = {"request": request(), "response": {"meta": {"puid": f"p-{i}"}}, "truth": {"jsonData": [float(i)]}}
         reply = served.feedback(body)
         assert reply.status_code == 200, reply.text
-        assert stub(served).Predict(json_to_seldon_message(request()), timeout=30).data.names == ["prediction"]
+        assert stub(served).Predict(dict_to_message(request()), timeout=30).data.names == ["prediction"]
     assert status(served) == (3, 3.0)
 
 

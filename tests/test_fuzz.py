@@ -25,8 +25,8 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from seldon_core.proto import prediction_pb2
 
+from model_wrappers import protocol
 from model_wrappers.keyed_artifact import export_keyed
 from model_wrappers.synthetic import FEATURES, candidates
 from support import SERVERS, export_regressor
@@ -299,9 +299,9 @@ def test_rest_refuses_bad_input_without_a_5xx_or_a_change(component, request):
 def test_grpc_refuses_bad_input_without_internal_errors_or_a_change(component, request):
     spec = component.spec
     serve, feedback = spec["grpc_serve"], "/seldon.protos.Model/SendFeedback"
-    valid = {serve: as_proto(prediction_pb2.SeldonMessage, spec["request"]),
-             feedback: as_proto(prediction_pb2.Feedback, spec["feedback"])}
-    kinds = {serve: prediction_pb2.SeldonMessage, feedback: prediction_pb2.Feedback}
+    valid = {serve: as_proto(protocol.SeldonMessage, spec["request"]),
+             feedback: as_proto(protocol.Feedback, spec["feedback"])}
+    kinds = {serve: protocol.SeldonMessage, feedback: protocol.Feedback}
     for path in valid:
         for case in KNOWN_BAD_BYTES:
             component.grpc(path, case)

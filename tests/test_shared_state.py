@@ -16,14 +16,15 @@ import threading
 import grpc
 import pytest
 import requests
-from seldon_core.proto import prediction_pb2_grpc
-from seldon_core.utils import json_to_feedback, json_to_seldon_message, seldon_message_to_json
 
 from model_wrappers.artifact import load_model
 from model_wrappers.config import StateSettings
 from model_wrappers.log import open_log
 from model_wrappers.log.replica import decode
-from support import PHISHING_FEATURES, RedisServer, model_service, phishing_pipeline, phishing_stream, rows_payload
+from model_wrappers.protocol import dict_to_feedback, dict_to_message, message_to_dict
+from support import (
+    PHISHING_FEATURES, RedisServer, SeldonStub, model_service, phishing_pipeline, phishing_stream, rows_payload,
+)
 
 STREAM = list(phishing_stream(400))
 PROBES = [x for x, _ in STREAM[-5:]]
@@ -45,8 +46,8 @@ def send(service, transport: str, body: dict) -> None:
         reply = service.feedback(body)
         assert reply.status_code == 200, reply.text
     else:
-        stub = prediction_pb2_grpc.SeldonStub(grpc.insecure_channel(f"127.0.0.1:{service.grpc}"))
-        stub.SendFeedback(json_to_feedback(body), timeout=30)
+        stub = SeldonStub(grpc.insecure_channel(f"127.0.0.1:{service.grpc}"))
+        stub.SendFeedback(dict_to_feedback(body), timeout=30)
 
 
 def probe_rest(service) -> list:
@@ -54,9 +55,9 @@ def probe_rest(service) -> list:
 
 
 def probe_grpc(service) -> list:
-    stub = prediction_pb2_grpc.SeldonStub(grpc.insecure_channel(f"127.0.0.1:{service.grpc}"))
-    reply = stub.Predict(json_to_seldon_message(rows_payload(PROBES, PHISHING_FEATURES)), timeout=30)
-    return seldon_message_to_json(reply)["data"]["ndarray"]
+    stub = SeldonStub(grpc.insecure_channel(f"127.0.0.1:{service.grpc}"))
+    reply = stub.Predict(dict_to_message(rows_payload(PROBES, PHISHING_FEATURES)), timeout=30)
+    return message_to_dict(reply)["data"]["ndarray"]
 
 
 def in_process(events: list[tuple[dict, object]]) -> list:

@@ -8,6 +8,7 @@ import sys
 
 import dill
 
+from .. import river_versions
 from ..artifact import TASKS, ArtifactError, export_model
 from ..config import state_key
 
@@ -76,4 +77,5 @@ def main(args: argparse.Namespace) -> int:
         return 1
     classes = f", classes {','.join(map(str, meta.classes))}" if meta.classes else ""
     print(f"wrote {args.folder}: {meta.task} {meta.name}{classes}, sha256 {meta.sha256}, river {meta.river_version}")
+    print(f"serve it with {river_versions.needed(meta.river_version)}")
     return 0

@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from typing import Any, Sequence
@@ -28,19 +29,19 @@ from .progressive import ProgressiveScore
 
 MANY_FROM = 32  # rows from which a batch tries the pipeline's predict_proba_many
 logger = logging.getLogger(__name__)
+_HAS_PANDAS = importlib.util.find_spec("pandas") is not None
 OUTPUT_NAMES = {"regressor": ["prediction"], "anomaly": ["score"]}
 
 
 def check_fits(pipeline: Any, task: str, what: str) -> None:
     """Refuse a pipeline that cannot do ``task`` (say, a dict, or a regressor in a folder edited to say classifier).
 
-    Checked when a component loads, with river's own inspection helpers: a component that
+    Checked when a component loads, from what the pipeline's last step is: a component that
     loaded it would report ready and then fail to learn every feedback it acknowledged.
     """
-    from river.utils import inspect
+    from ..river_kinds import is_anomaly_detector, is_classifier, is_regressor
 
-    fits = {"classifier": inspect.isclassifier, "regressor": inspect.isregressor,
-            "anomaly": inspect.isanomalydetector}[task]
+    fits = {"classifier": is_classifier, "regressor": is_regressor, "anomaly": is_anomaly_detector}[task]
     if not fits(pipeline) or not callable(getattr(pipeline, "learn_one", None)):
         raise ArtifactError(
             f"{what} is a {type(pipeline).__name__}, which is not a river {task} (its metadata says "
@@ -166,7 +167,13 @@ class ModelState:
         return one
 
     def _predict_proba_many(self, rows: list[dict], table: list[list] | None) -> list[dict] | None:
-        """Class probabilities through the pipeline's batch path; None when this batch cannot take it."""
+        """Class probabilities through the pipeline's batch path; None when this batch cannot take it.
+
+        The batch path takes a pandas DataFrame; river 0.24 and later do not install pandas,
+        and without it every batch goes row by row (the same answers).
+        """
+        if not _HAS_PANDAS:
+            return None
         import numpy as np
         import pandas as pd
 

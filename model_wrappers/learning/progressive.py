@@ -22,7 +22,8 @@ import math
 import re
 
 from river import metrics
-from river.utils import inspect
+
+from ..river_kinds import is_anomaly_detector, is_classifier
 
 
 def metrics_for(task: str) -> metrics.base.Metrics:
@@ -60,9 +61,9 @@ class ProgressiveScore:
 
     def update(self, model, x: dict, y) -> None:
         """Score ``model`` on ``(x, y)`` the way river's progressive validation does."""
-        if self.task == "anomaly" or inspect.isanomalydetector(model):
+        if self.task == "anomaly" or is_anomaly_detector(model):
             y_pred = model.score_one(x)
-        elif inspect.isclassifier(model) and not self.metric.requires_labels:
+        elif is_classifier(model) and not self.metric.requires_labels:
             y_pred = model.predict_proba_one(x)
         else:
             y_pred = model.predict_one(x)

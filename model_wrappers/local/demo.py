@@ -149,9 +149,14 @@ def stream(run: LocalRun, rows: int, tracker: Tracker, router: str | None) -> No
     """Predict then send feedback for each row, through SeldonClient, with a progress bar."""
     import numpy as np
     from river import datasets
-    from seldon_core.seldon_client import SeldonClient
-    from seldon_core.utils import json_to_seldon_message
     from tqdm import tqdm
+
+    try:  # the demo's client is the one users' clients use
+        from seldon_core.seldon_client import SeldonClient
+        from seldon_core.utils import json_to_seldon_message
+    except ImportError:
+        raise RunError("the demo streams through the graph with Seldon's SeldonClient, which is not installed: "
+                       "pip install 'seldon-river[seldon-core,demo]' (Python 3.11)") from None
 
     d = run.deployment
     client = SeldonClient(deployment_name=d.name, namespace=d.namespace, gateway="ambassador", transport="rest",

@@ -13,9 +13,8 @@ from __future__ import annotations
 import concurrent.futures
 
 import grpc
-from seldon_core.proto import prediction_pb2_grpc
-from seldon_core.utils import feedback_to_json, json_to_seldon_message, seldon_message_to_json
 
+from ..protocol import SERVICES, ProtocolError, decode, dict_to_message, feedback_to_dict, message_to_dict
 from .gateway import Api, Token
 
 STATUS = {
@@ -28,6 +27,7 @@ STATUS = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+SERVICE = "seldon.protos.Seldon"
 
 
 def _info(body: dict) -> str:
@@ -35,8 +35,12 @@ def _info(body: dict) -> str:
     return (status or {}).get("info") or str(body)[:500]
 
 
-class SeldonGateway(prediction_pb2_grpc.SeldonServicer):
-    """The gRPC servicer: checks the token and the deployment, then calls :class:`Api`."""
+class SeldonGateway:
+    """The gRPC servicer: checks the token and the deployment, then calls :class:`Api`.
+
+    Requests arrive as bytes and are decoded here, so that bytes which are not the method's
+    message are the caller's mistake (INVALID_ARGUMENT) rather than gRPC's INTERNAL.
+    """
 
     def __init__(self, api: Api, token: Token):
         self.api = api
@@ -55,15 +59,32 @@ class SeldonGateway(prediction_pb2_grpc.SeldonServicer):
         if status != 200:
             context.abort(STATUS.get(status, grpc.StatusCode.INTERNAL), _info(body))
         try:
-            return json_to_seldon_message(body)
-        except Exception as exc:  # a component's JSON that is no SeldonMessage
+            return dict_to_message(body)
+        except ProtocolError as exc:  # a component's JSON that is no SeldonMessage
             context.abort(grpc.StatusCode.INTERNAL, f"the graph's reply is not a SeldonMessage: {exc}")
 
-    def Predict(self, request, context):
-        return self._serve("predict", seldon_message_to_json(request), context)
+    @staticmethod
+    def _decoded(method: str, data: bytes, context: grpc.ServicerContext):
+        try:
+            return decode(SERVICES[SERVICE][method].request, data)
+        except ProtocolError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-    def SendFeedback(self, request, context):
-        return self._serve("feedback", feedback_to_json(request), context)
+    def Predict(self, request: bytes, context):  # noqa: N802 - gRPC's method name
+        return self._serve("predict", message_to_dict(self._decoded("Predict", request, context)), context)
+
+    def SendFeedback(self, request: bytes, context):  # noqa: N802 - gRPC's method name
+        return self._serve("feedback", feedback_to_dict(self._decoded("SendFeedback", request, context)), context)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """Predict and SendFeedback of ``seldon.protos.Seldon`` (its other methods are UNIMPLEMENTED)."""
+        methods = {name: grpc.unary_unary_rpc_method_handler(getattr(self, name), response_serializer=_encode)
+                   for name in ("Predict", "SendFeedback")}
+        return grpc.method_handlers_generic_handler(SERVICE, methods)
+
+
+def _encode(message) -> bytes:
+    return message.SerializeToString()
 
 
 class GrpcServer:
@@ -76,7 +97,7 @@ class GrpcServer:
             concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seldon-river-grpc"),
             options=[("grpc.so_reuseport", 0)],
         )
-        prediction_pb2_grpc.add_SeldonServicer_to_server(SeldonGateway(api, token), self.server)
+        self.server.add_generic_rpc_handlers((SeldonGateway(api, token).handler(),))
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             self.port = self.server.add_insecure_port(address)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from google.protobuf import empty_pb2, json_format
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
-from seldon_core.proto import prediction_pb2
+
+from ..protocol import SERVICES, SeldonMessage, SeldonModelMetadata, message_to_dict
 
 # gRPC method names to the Seldon method they serve ("metadata" is answered by the server).
 GRPC_METHODS = {
@@ -30,24 +31,10 @@ class RpcMethod:
     response: type
 
 
-def _message_class(descriptor) -> type:
-    if descriptor.full_name == "google.protobuf.Empty":
-        return empty_pb2.Empty
-    return getattr(prediction_pb2, descriptor.name)
-
-
 def rpc_methods() -> list[RpcMethod]:
     """Every method of every ``seldon.protos`` service (Model, Router, Transformer, Seldon, ...)."""
-    out = []
-    for service in prediction_pb2.DESCRIPTOR.services_by_name.values():
-        for m in service.methods:
-            out.append(RpcMethod(f"/{service.full_name}/{m.name}", GRPC_METHODS[m.name],
-                                 _message_class(m.input_type), _message_class(m.output_type)))
-    return out
-
-
-SeldonMessage = prediction_pb2.SeldonMessage
-SeldonModelMetadata = prediction_pb2.SeldonModelMetadata
+    return [RpcMethod(m.path, GRPC_METHODS[m.name], m.request, m.response)
+            for service in SERVICES.values() for m in service.values()]
 
 
 def to_message(reply) -> Message:
@@ -61,9 +48,11 @@ def to_message(reply) -> Message:
 
 def to_json(reply):
     """A component's reply (protobuf, or its JSON form) as its JSON form."""
-    if isinstance(reply, Message):
-        return json_format.MessageToDict(reply)
-    return reply
+    if not isinstance(reply, Message):
+        return reply
+    if reply.DESCRIPTOR.full_name == SeldonMessage.DESCRIPTOR.full_name:
+        return message_to_dict(reply)  # also writes a NaN, which newer protobuf refuses to
+    return json_format.MessageToDict(reply)
 
 
 def metadata_message(metadata: dict) -> Message:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from support import (
-    BIN, PHISHING_FEATURES, REPO, Microservice, as_dict, phishing_stream, require, seldon_client, truth,
+    BIN, PHISHING_FEATURES, REPO, as_dict, phishing_stream, require, seldon_client, truth,
 )
 
 CURRENT_BIN = REPO / ".venv-current" / "bin"

@@ -25,7 +25,6 @@ import requests
 from support import (
     PHISHING_FEATURES,
     as_dict,
-    export_phishing,
     free_port,
     phishing_stream,
     require,
@@ -69,12 +68,25 @@ def images() -> dict[str, str]:
     return found
 
 
-def model_folder(path: Path) -> Path:
-    """A phishing classifier folder, readable by the containers' uid 8888."""
-    folder = export_phishing(path)
-    for p in [folder, *folder.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    return folder
+# Run inside the image: a model folder is written by the river that will serve it.
+EXPORT = """
+import sys
+from river import linear_model, preprocessing
+from model_wrappers.artifact import export_model
+export_model(preprocessing.StandardScaler() | linear_model.LogisticRegression(), sys.argv[1], task="classifier",
+             features=sys.argv[2].split(","), classes=[True, False], name="phishing")
+"""
+
+
+def model_folder(path: Path, image: str) -> Path:
+    """A phishing classifier folder exported inside ``image``, readable by the containers' uid 8888."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o777)
+    docker("run", "--rm", "--network", "none", "--user", "8888", "--volume", f"{path.parent}:/out",
+           "--entrypoint", "python", image, "-c", EXPORT, f"/out/{path.name}", ",".join(PHISHING_FEATURES))
+    for p in [path, *path.rglob("*")]:
+        assert p.stat().st_uid == 8888 or p.stat().st_mode & 0o004, p
+    return path
 
 
 class Container:
@@ -198,6 +210,8 @@ def test_image_runs_as_non_root_without_compilers_or_build_settings(images):
         "for tool in gcc cc c++ g++ make ld; do command -v $tool && echo compiler:$tool; done; "
         "test -e /tmp/build-env && echo leaked:/tmp/build-env; "
         f"test -w {STATE_DIR} && echo state-writable; "
+        "python -c 'import importlib.util as u, numpy, river; print(\"river\", river.__version__, \"numpy\", "
+        "numpy.__version__, \"seldon_core\", u.find_spec(\"seldon_core\") is not None)'; "
         "python -c 'import model_wrappers; print(model_wrappers.__file__)'"
     )
     out = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", images["image"], "-c", script).stdout
@@ -205,13 +219,17 @@ def test_image_runs_as_non_root_without_compilers_or_build_settings(images):
     assert lines[0] == "8888", f"the image runs as uid {lines[0]}, expected 8888"
     assert not [line for line in lines if line.startswith(("compiler:", "leaked:"))], out
     assert "state-writable" in lines, f"{STATE_DIR} is not writable by the image's user"
+    # Today's river and numpy 2, served by the project's server without Seldon's wrapper.
+    versions = dict(zip(lines[-7:-1:2], lines[-6:-1:2]))
+    assert versions["river"].startswith("0.26.") and versions["numpy"].startswith("2."), out
+    assert versions["seldon_core"] == "False", out
     assert lines[-1].startswith("/opt/seldon-river/lib/python3.11/site-packages/model_wrappers/"), (
         f"the package should be installed from its wheel into the venv, found at {lines[-1]}"
     )
 
 
 def test_model_learns_over_rest_and_grpc_and_keeps_it_across_a_restart(images, run, tmp_path):
-    model = model_folder(tmp_path / "model")
+    model = model_folder(tmp_path / "model", images["image"])
     volume = run.volume()
     first = run.container(images["image"], model=model, volume=volume)
     x = np.array([ROW])
@@ -258,7 +276,7 @@ def test_s2i_built_image_answers_a_predict(images, run, tmp_path):
         f"{images['s2i']} was not made by s2i from {images['builder']}: labels {labels}"
     )
     # Its parameters come from s2i/model/.s2i/environment (model_uri=/mnt/models, sqlite state).
-    served = run.container(images["s2i"], model=model_folder(tmp_path / "model"), volume=run.volume())
+    served = run.container(images["s2i"], model=model_folder(tmp_path / "model", images["image"]), volume=run.volume())
     for transport in ("rest", "grpc"):
         reply = served.client(transport).predict(data=np.array([ROW]), names=PHISHING_FEATURES)
         assert reply.success, reply.msg

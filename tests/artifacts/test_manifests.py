@@ -20,7 +20,6 @@ Nothing here runs a pod; tests/cluster applies the same files to a real API serv
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib
 import inspect

@@ -51,21 +51,47 @@ def _checked_request():
     from seldon_core.flask_utils import SeldonMicroserviceException, get_request
     from seldon_core.utils import json_to_feedback
 
+    from .payload import feedback_to_dict
+
     if request.path not in CALL_PATHS or request.method != "POST":
         return None
     try:
         message = get_request()
-    except SeldonMicroserviceException:
-        return None  # the wrapper answers these itself, with 400
-    except (RecursionError, ValueError) as exc:
-        return _error_reply(InvalidInput(f"the request body is not valid JSON: {exc}"))
+    except (SeldonMicroserviceException, RecursionError, ValueError):
+        return _unreadable(request)
     if request.path in FEEDBACK_PATHS:
         if not isinstance(message, dict):
             return _error_reply(InvalidInput(f"expected a Feedback (a JSON object), got {kind(message)}"))
         try:
+            feedback_to_dict(message)  # the project server's own checks, with its messages
+        except InvalidInput as exc:
+            return _error_reply(exc)
+        try:
             json_to_feedback(message)
         except Exception as exc:  # protobuf's ParseError, or the TypeError of a wrongly typed field
             return _error_reply(InvalidInput(f"the request is not a Seldon Feedback: {exc}"))
+    return None
+
+
+def _unreadable(request):
+    """The project server's answer to a body the wrapper cannot read; None where it reads it.
+
+    Both servers then say the same thing about the same bad body, where the wrapper would only
+    say "Can't find JSON in data". A body the project's server reads but the wrapper does not (JSON
+    without a JSON Content-Type) is left to the wrapper's own 400.
+    """
+    from .checks import check_message
+    from .server.rest import BadRequest, parse_body
+
+    query = {k: request.args.getlist(k) for k in request.args}
+    try:
+        message = parse_body(request.get_data(), (request.content_type or "").lower(), query)
+        if message is None:
+            check_message(message)
+    except BadRequest as exc:
+        return _error_reply(InvalidInput(exc.message))
+    except InvalidInput as exc:
+        return _error_reply(exc)
     return None
 
 

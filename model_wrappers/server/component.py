@@ -191,8 +191,10 @@ class Component:
         if hook is None:
             if METHODS[method].passes_through:
                 return message
-            raise ComponentError(f"{self.name} ({self.service_type}) does not serve {method}", 501,
-                                 "MICROSERVICE_NOT_IMPLEMENTED")
+            # A call of a method the class lacks is the caller's mistake: 400, as Seldon's wrapper
+            # answers an undefined route (never a 5xx for what the client sent).
+            raise ComponentError(f"{self.name} ({self.service_type}) does not serve {method}", 400,
+                                 "MICROSERVICE_BAD_DATA")
         try:
             reply = hook(message)
         except Exception as exc:

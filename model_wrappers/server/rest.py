@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
+from ..checks import kind
 from ..request_context import Call, current
 from . import wire
 from .component import Component, ComponentError
@@ -154,10 +155,15 @@ class RestApp(_App):
         query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
         message = parse_body(body, headers.get(b"content-type", b"").decode("latin-1").lower(), query)
         if method == "send-feedback" and not isinstance(message, dict):
-            raise BadRequest(f"expected a Feedback (a JSON object), got {type(message).__name__}")
+            raise BadRequest(f"expected a Feedback (a JSON object), got {kind(message)}")
         puid = headers.get(b"seldon-puid")
         call = Call(puid=puid.decode("latin-1") if puid else None, query=query)
-        reply = wire.to_json(await self.component.serve(method, message, call, self.pool))
+        reply = await self.component.serve(method, message, call, self.pool)
+        if method == "send-feedback":
+            # Seldon's wrapper answers a feedback with the protobuf reply's JSON form (numbers in
+            # tags become doubles): the same message here, whichever form the hook returned.
+            reply = wire.to_message(reply)
+        reply = wire.to_json(reply)
         status = 200
         if method == "predict" and isinstance(reply, dict):
             # As Seldon's wrapper: a reply carrying a status code is answered with it.

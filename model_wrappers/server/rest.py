@@ -158,12 +158,7 @@ class RestApp(_App):
             raise BadRequest(f"expected a Feedback (a JSON object), got {kind(message)}")
         puid = headers.get(b"seldon-puid")
         call = Call(puid=puid.decode("latin-1") if puid else None, query=query)
-        reply = await self.component.serve(method, message, call, self.pool)
-        if method == "send-feedback":
-            # Seldon's wrapper answers a feedback with the protobuf reply's JSON form (numbers in
-            # tags become doubles): the same message here, whichever form the hook returned.
-            reply = wire.to_message(reply)
-        reply = wire.to_json(reply)
+        reply = wire.to_json(await self.component.serve(method, message, call, self.pool))
         status = 200
         if method == "predict" and isinstance(reply, dict):
             # As Seldon's wrapper: a reply carrying a status code is answered with it.

@@ -145,16 +145,24 @@ class GrpcTransport:
         self.supervisor = supervisor
         self.timeout = timeout
         self._channels: dict[str, grpc.Channel] = {}
+        self._stubs: dict[tuple[str, str], grpc.UnaryUnaryMultiCallable] = {}
         self._lock = threading.Lock()
 
-    def _channel(self, node: str, port: int) -> grpc.Channel:
+    def _stub(self, node: str, port: int, path: str):
+        """The call of ``path`` on ``node``, made once per component and path."""
         with self._lock:
-            channel = self._channels.get(node)
-            if channel is None:
-                channel = self._channels[node] = grpc.insecure_channel(
-                    f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", -1),
-                                                  ("grpc.max_send_message_length", -1)])
-            return channel
+            stub = self._stubs.get((node, path))
+            if stub is None:
+                channel = self._channels.get(node)
+                if channel is None:
+                    channel = self._channels[node] = grpc.insecure_channel(
+                        f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", -1),
+                                                      ("grpc.max_send_message_length", -1)])
+                method = GRPC_METHODS[path]
+                stub = self._stubs[(node, path)] = channel.unary_unary(
+                    method.path, request_serializer=method.request.SerializeToString,
+                    response_deserializer=method.response.FromString)
+            return stub
 
     def call(self, node: str, path: str, body: dict, puid: str) -> dict:
         """The gRPC call standing for ``path`` on component ``node``; its reply as JSON, or GraphError."""
@@ -170,11 +178,8 @@ class GrpcTransport:
         except ProtocolError as exc:
             raise GraphError(400, f"the message for graph node {node!r} is not a {method.request.DESCRIPTOR.name}: "
                              f"{exc}", node) from None
-        stub = self._channel(node, child.grpc_port).unary_unary(
-            method.path, request_serializer=method.request.SerializeToString,
-            response_deserializer=method.response.FromString)
         try:
-            reply = stub(request, timeout=self.timeout, metadata=(("seldon-puid", puid),))
+            reply = self._stub(node, child.grpc_port, path)(request, timeout=self.timeout, metadata=(("seldon-puid", puid),))
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -192,6 +197,7 @@ class GrpcTransport:
             for channel in self._channels.values():
                 channel.close()
             self._channels.clear()
+            self._stubs.clear()
 
 
 def _running(supervisor, node: str):

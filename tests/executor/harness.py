@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import requests
@@ -16,13 +17,15 @@ from model_wrappers.local.manifest import read_deployment
 from model_wrappers.manifest_files import is_seldon_deployment, read_documents
 from support import REPO, free_port, require, wait_until
 
-SHARED = Path(os.environ.get("SELDON_SHARED", REPO.parent / "shared"))
-
-
 def executor_binary(workdir: Path) -> Path:
     """A writable, executable copy of the prebuilt executor (``SELDON_EXECUTOR`` overrides)."""
-    source = Path(os.environ.get("SELDON_EXECUTOR", SHARED / "tools/seldon-executor/executor"))
-    require("Seldon's executor", source.is_file(), f"set SELDON_EXECUTOR or provide {source}")
+    if str(REPO) not in sys.path:  # benchmarks/ sits beside tests/, outside the installed package
+        sys.path.insert(0, str(REPO))
+    from benchmarks.servers import executor_binary as prebuilt
+
+    source = prebuilt()
+    require("Seldon's executor", source is not None,
+            "set SELDON_EXECUTOR or provide ../shared/tools/seldon-executor/executor")
     target = workdir / "executor"
     shutil.copyfile(source, target)
     target.chmod(target.stat().st_mode | stat.S_IXUSR)

@@ -78,7 +78,10 @@ class RecordWriter:
                 # One thread per process: a forked child does not inherit its parent's thread.
                 self._thread_pid = os.getpid()
                 threading.Thread(target=self._run, name="prediction-records", daemon=True).start()
-        self._wake.set()
+        # Once per batch: the record is pending before this check, and the thread clears the
+        # flag before it waits out the delay, so the flush after it takes the record along.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def recall(self, key: str) -> bytes | None:
         with self._lock:

@@ -41,7 +41,40 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_by_expiry ON predictions (name, expires);
 """
 
-PRUNE_EVERY = 512
+PRUNE_EVERY = 512  # records a process writes between two prunes, at least
+RECORDS_PER_STATEMENT = 4096  # SQLite allows 32,766 parameters a statement, 4 a record
+
+
+def _padded(rows: list[tuple]) -> list:
+    """The parameters of ``rows`` for :func:`_insert_records`, padded with copies of the last row.
+
+    A batch is written by one statement (one step, so one release of the GIL that the serving
+    threads need, rather than one per record); padding to a power of two keeps the number of
+    distinct statements, each prepared once, small. A copy replaces its original: it adds nothing.
+    """
+    size = _statement_rows(len(rows))
+    flat = [value for row in rows for value in row]
+    flat.extend(list(rows[-1]) * (size - len(rows)))
+    return flat
+
+
+def _statement_rows(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _insert_records(n: int) -> str:
+    """The statement writing ``n`` records (padded, see :func:`_padded`)."""
+    size = _statement_rows(n)
+    found = _INSERT_RECORDS.get(size)
+    if found is None:
+        found = _INSERT_RECORDS[size] = (
+            "INSERT OR REPLACE INTO predictions (name, key, expires, record) VALUES "
+            + ",".join(["(?, ?, ?, ?)"] * size)
+        )
+    return found
+
+
+_INSERT_RECORDS: dict[int, str] = {}
 
 
 class SQLiteLog(EventLog):
@@ -74,6 +107,9 @@ class SQLiteLog(EventLog):
         self.capacity = capacity
         self.keep_checkpoints = max(1, int(keep_checkpoints))
         self._remembered = 0
+        # The capacity check counts this log's records: often enough that several writing
+        # processes overshoot it by little, rarely enough that a large capacity costs little.
+        self._prune_every = max(PRUNE_EVERY, self.capacity // 16)
         # A connection is shared by the threads of a process (gunicorn --threads, gRPC threads);
         # a transaction must not interleave with another thread's statements on it.
         self._lock = threading.Lock()
@@ -225,32 +261,29 @@ class SQLiteLog(EventLog):
         return self._writer.recall(key)
 
     def _write_records(self, batch: list[tuple[str, float, bytes]]) -> None:
+        rows = [(self.name, key, expires, record) for key, expires, record in batch]
         with self._records_lock:
             try:
-                self._records.execute("BEGIN")
-                try:
-                    self._records.executemany(
-                        "INSERT OR REPLACE INTO predictions (name, key, expires, record) VALUES (?, ?, ?, ?)",
-                        [(self.name, key, expires, record) for key, expires, record in batch],
-                    )
-                    before, self._remembered = self._remembered, self._remembered + len(batch)
-                    if before // PRUNE_EVERY != self._remembered // PRUNE_EVERY:
-                        self._prune(time.time())
-                    self._records.execute("COMMIT")
-                except BaseException:
-                    if self._records.in_transaction:
-                        self._records.execute("ROLLBACK")
-                    raise
+                for start in range(0, len(rows), RECORDS_PER_STATEMENT):
+                    chunk = rows[start:start + RECORDS_PER_STATEMENT]
+                    self._records.execute(_insert_records(len(chunk)), _padded(chunk))
+                before, self._remembered = self._remembered, self._remembered + len(rows)
+                if before // self._prune_every != self._remembered // self._prune_every:
+                    self._prune(time.time())
             except sqlite3.Error as exc:
                 raise self._fail("write prediction records to", exc, self.records_path) from None
 
     def _prune(self, now: float) -> None:
+        # Both deletes walk the expiry index from its oldest end, over the rows they delete only:
+        # records share one time to live, so the oldest written are the first to expire.
         self._records.execute("DELETE FROM predictions WHERE name = ? AND expires < ?", (self.name, now))
-        self._records.execute(
-            "DELETE FROM predictions WHERE name = ? AND key IN (SELECT key FROM predictions "
-            "WHERE name = ? ORDER BY expires DESC LIMIT -1 OFFSET ?)",
-            (self.name, self.name, self.capacity),
-        )
+        (count,) = self._records.execute("SELECT count(*) FROM predictions WHERE name = ?", (self.name,)).fetchone()
+        if count > self.capacity:
+            self._records.execute(
+                "DELETE FROM predictions WHERE name = ? AND expires <= (SELECT expires FROM predictions "
+                "WHERE name = ? ORDER BY expires LIMIT 1 OFFSET ?)",
+                (self.name, self.name, count - self.capacity - 1),
+            )
 
     def _read_record(self, key: str) -> bytes | None:
         with self._records_lock:

@@ -20,7 +20,7 @@ acknowledged append survives the loss of a broker; ``fsync=1`` adds the per-mess
 An append whose outcome is unknown (its messages timed out after being sent) is resolved
 before it is answered: the producer is closed so that nothing of it is retried, each message
 carries an attempt id in a header, and the tail of the topic is searched for it. Found, the
-append succeeded; not found on one broker, nothing of it can still appear and it is refused;
+append succeeded; not found twice, half a second apart, on one broker, it is refused;
 not found with replication (where a record can become readable late, once the set of in-sync
 replicas shrinks) or with the brokers unreachable, it raises :class:`LogOutcomeUnknown`.
 """
@@ -46,7 +46,7 @@ DEFAULT_PREFIX = "seldon-river."
 ATTEMPT_HEADER = "seldon-river-attempt"
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # one append_many, and one checkpoint, must fit in one record batch
 SEND_TIMEOUT_MS = 10_000  # how long the producer keeps trying to deliver one append
-SETTLE = 0.5  # seconds a closed producer's last request gets to be written before the tail is searched
+SETTLE = 0.5  # seconds between searches of the tail for an append whose delivery failed
 RESOLVE_FOR = 10.0  # seconds an append of unknown outcome keeps trying to search the tail
 CALL_TIMEOUT = 5.0  # seconds for a metadata, offsets or admin call
 UNHEALTHY_WAIT = 0.5  # seconds for an offsets call once the brokers were seen unreachable
@@ -364,24 +364,23 @@ class KafkaLog(EventLog):
         return self._resolve(attempt, len(payloads), errors[0] if errors else "no delivery report")
 
     def _resolve(self, attempt: bytes, count: int, lost: object) -> list[int]:
-        """The positions of an append whose delivery failed: found in the tail, or refused / unknown."""
+        """The positions of an append whose delivery failed: found in the tail, or refused / unknown.
+
+        The producer is closed first, so nothing of the attempt is sent again. A request the
+        broker had already received may still be written a moment later, so "not found" counts
+        only when two searches :data:`SETTLE` apart, both answered, agree.
+        """
         self._drop_clients()
-        time.sleep(SETTLE)
         deadline = time.monotonic() + RESOLVE_FOR
         pause = 0.2
+        searches: list[dict[int, int]] = []
         while True:
+            time.sleep(SETTLE)
             try:
-                clients = self._mine()
-                with clients.lock:
-                    _, high = self._watermarks(clients, self._events)
-                    found = {}
-                    for message in self._scan(clients, self._events, self._floor, high):
-                        tag = dict(message.headers() or []).get(ATTEMPT_HEADER, b"")
-                        if tag[:16] == attempt:
-                            found[struct.unpack(">I", tag[16:])[0]] = message.offset()
-                break
+                searches.append(self._search(attempt))
             except Exception as exc:  # noqa: BLE001 - still unreachable
                 self._drop_clients()
+                searches.clear()
                 if time.monotonic() + pause > deadline:
                     raise LogOutcomeUnknown(
                         f"the learning log at {self.uri} took an append and did not confirm it ({lost}); for "
@@ -389,15 +388,30 @@ class KafkaLog(EventLog):
                     ) from None
                 time.sleep(pause)
                 pause = min(1.0, pause * 2)
-        if len(found) == count:
-            offsets = [found[i] for i in range(count)]
-            self._floor = max(self._floor, offsets[-1] + 1)
-            return [offset + 1 for offset in offsets]
-        if found or self.address.replication > 1:
-            raise LogOutcomeUnknown(
-                f"the learning log at {self.uri} did not confirm an append ({lost}) and holds "
-                f"{len(found)} of its {count} events; with replication the rest may still appear")
-        raise self._fail("append to", lost)
+                continue
+            found = searches[-1]
+            if len(found) == count:
+                offsets = [found[i] for i in range(count)]
+                self._floor = max(self._floor, offsets[-1] + 1)
+                return [offset + 1 for offset in offsets]
+            if found or self.address.replication > 1:
+                raise LogOutcomeUnknown(
+                    f"the learning log at {self.uri} did not confirm an append ({lost}) and holds "
+                    f"{len(found)} of its {count} events; with replication the rest may still appear")
+            if len(searches) >= 2:
+                raise self._fail("append to", lost)
+
+    def _search(self, attempt: bytes) -> dict[int, int]:
+        """Offsets of the events of ``attempt`` in the tail of the events topic, by index."""
+        clients = self._mine()
+        found: dict[int, int] = {}
+        with clients.lock:
+            _, high = self._watermarks(clients, self._events)
+            for message in self._scan(clients, self._events, self._floor, high):
+                tag = dict(message.headers() or []).get(ATTEMPT_HEADER, b"")
+                if tag[:16] == attempt:
+                    found[struct.unpack(">I", tag[16:])[0]] = message.offset()
+        return found
 
     def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
         try:

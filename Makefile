@@ -49,4 +49,9 @@ reliability: ## Kill -9 drills and the fuzz suite; prints the figures and writes
 	bash scripts/setup-python.sh
 	$(PY) -m benchmarks.reliability
 
-.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench reliability
+bench-kafka: ## Durable feedback through Kafka beside SQLite and Redis; writes benchmarks/kafka.json
+	bash scripts/setup-python.sh main
+	bash scripts/kafka.sh ensure
+	$(PY) -m benchmarks.kafka_log
+
+.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench reliability bench-kafka

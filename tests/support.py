@@ -34,6 +34,15 @@ def require(what: str, found: bool, hint: str) -> None:
     pytest.skip(f"{what} not available: {hint}")
 
 
+def start_kafka(workdir, nodes: int = 1):
+    """A real Kafka cluster of ``nodes`` brokers from the jars scripts/kafka.sh caches (fetched
+    first when missing); fails, never skips, when it cannot start."""
+    from benchmarks.kafka_broker import KafkaCluster
+
+    require("java", shutil.which("java") is not None, "apt-get install openjdk-17-jre-headless")
+    return KafkaCluster(workdir, nodes=nodes).start()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -226,8 +226,16 @@ def test_the_ids_survive_a_restart(services, tmp_path):
     assert status(again) == (1, 1.0)
 
 
-def test_two_replicas_sent_one_feedback_at_once_learn_it_once(services, tmp_path, redis_server):
-    replicas = [start_model(services, tmp_path, redis_server.url, name=f"replica-{i}") for i in range(2)]
+@pytest.fixture(params=["redis", "kafka"])
+def shared_uri(request):
+    """A log that replicas on several machines share: a redis-server or a Kafka broker."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_server").url
+    return request.getfixturevalue("kafka_uri")
+
+
+def test_two_replicas_sent_one_feedback_at_once_learn_it_once(services, tmp_path, shared_uri):
+    replicas = [start_model(services, tmp_path, shared_uri, name=f"replica-{i}") for i in range(2)]
     for i in range(10):
         body = {"request": request(), "response": {"meta": {"puid": f"p-{i}"}}, "truth": {"jsonData": [float(i)]}}
         with concurrent.futures.ThreadPoolExecutor(2) as pool:

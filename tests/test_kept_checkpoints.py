@@ -1,7 +1,7 @@
 """The newest N checkpoints are kept, and every event since the oldest of them.
 
 So a state at any position from the oldest kept checkpoint on can be rebuilt (what
-``seldon-river pull`` and a rollback need), on SQLite and on a real redis-server, with and
+``seldon-river pull`` and a rollback need), on SQLite, on a real redis-server and on a real Kafka broker, with and
 without authenticated state.
 """
 
@@ -37,10 +37,12 @@ class Sum:
         return state
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "kafka"])
 def uri(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/state.db"
+    if request.param == "kafka":
+        return request.getfixturevalue("kafka_uri")
     return request.getfixturevalue("redis_server").url
 
 

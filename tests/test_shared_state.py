@@ -1,7 +1,7 @@
-"""One learned model across processes and replicas, surviving crashes, on both log backends.
+"""One learned model across processes and replicas, surviving crashes, on every log backend.
 
 Every test here runs real processes: Seldon's microservice (gunicorn workers plus its gRPC
-process), a second replica on other ports, and a real redis-server.
+process), a second replica on other ports, a real redis-server and a real Kafka broker.
 """
 
 from __future__ import annotations
@@ -24,16 +24,19 @@ from model_wrappers.log.replica import decode
 from model_wrappers.protocol import dict_to_feedback, dict_to_message, message_to_dict
 from support import (
     PHISHING_FEATURES, RedisServer, SeldonStub, model_service, phishing_pipeline, phishing_stream, rows_payload,
+    start_kafka,
 )
 
 STREAM = list(phishing_stream(400))
 PROBES = [x for x, _ in STREAM[-5:]]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "kafka"])
 def state_uri(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/state.db"
+    if request.param == "kafka":
+        return request.getfixturevalue("kafka_uri")
     return request.getfixturevalue("redis_server").url
 
 
@@ -110,10 +113,11 @@ def test_workers_grpc_and_a_second_replica_hold_one_identical_model(services, ph
     assert set(pids.values()) == {len(events)}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "kafka"])
 def test_kill9_mid_stream_loses_no_acknowledged_feedback(services, phishing_folder, tmp_path, backend, request):
-    state_uri = (f"sqlite:///{tmp_path}/state.db" if backend == "sqlite"
-                 else request.getfixturevalue("redis_server").url)
+    state_uri = {"sqlite": lambda: f"sqlite:///{tmp_path}/state.db",
+                 "redis": lambda: request.getfixturevalue("redis_server").url,
+                 "kafka": lambda: request.getfixturevalue("kafka_uri")}[backend]()
     a = model_service(services, phishing_folder, tmp_path, state_uri, name="a")
     b = model_service(services, phishing_folder, tmp_path, state_uri, name="b")
     acked: list[tuple[dict, object]] = []
@@ -205,6 +209,44 @@ def test_redis_down_refuses_feedback_keeps_predicting_and_recovers(services, phi
         assert flat(probe_rest(served)) == pytest.approx(flat(in_process(STREAM[:6])), rel=1e-12, abs=1e-15)
     finally:
         restarted.stop()
+
+
+def test_kafka_broker_killed_refuses_feedback_keeps_predicting_and_recovers(services, phishing_folder, tmp_path):
+    cluster = start_kafka(tmp_path / "kafka")
+    try:
+        served = model_service(services, phishing_folder, tmp_path, cluster.uri())
+        for x, y in STREAM[:5]:
+            send(served, "rest", feedback_body(x, y))
+        before = probe_rest(served)
+        assert probe_grpc(served) == before
+        cluster.kill9(1)  # no clean shutdown: what it acknowledged must be on disk already
+
+        x, y = STREAM[5]
+        refused = served.feedback(feedback_body(x, y))
+        assert refused.status_code == 503
+        assert "not logged, so nothing was learned" in refused.json()["status"]["info"]
+        assert cluster.bootstrap in refused.json()["status"]["info"]
+        with pytest.raises(grpc.RpcError) as err:
+            send(served, "grpc", feedback_body(x, y))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert probe_rest(served) == before and probe_grpc(served) == before
+
+        cluster.start_node(1)  # same port, same data
+        send(served, "rest", feedback_body(x, y))
+        status = served.status()
+        assert status["metrics"]["learned"] == 6
+        assert status["replica"]["log_error"] is None
+        assert flat(probe_rest(served)) == pytest.approx(flat(in_process(STREAM[:6])), rel=1e-12, abs=1e-15)
+        assert [decode(p)["truth"] for _, p in log_of(phishing_folder, cluster.uri()).read(0)] == \
+            [[y] for _, y in STREAM[:6]]  # the refused attempts left nothing behind
+
+        cluster.stop_node(1)  # a clean restart of the broker too
+        cluster.start_node(1)
+        fresh = model_service(services, phishing_folder, tmp_path, cluster.uri(), name="fresh")
+        assert fresh.status()["replica"]["position"] == 6
+        assert probe_rest(fresh) == probe_rest(served)
+    finally:
+        cluster.stop()
 
 
 def test_unwritable_log_volume_refuses_feedback_and_recovers(services, phishing_folder, tmp_path):

@@ -13,7 +13,8 @@ def open_log(uri: str, name: str, *, ttl: float = 86400.0, capacity: int = 100_0
     """Open the learning log ``name`` at ``uri``.
 
     ``sqlite:///absolute/path.db`` is the embedded backend shared by the processes of one pod;
-    ``redis://host:port/db`` serves many replicas. With a state key configured (see
+    ``redis://host:port/db`` serves many replicas; ``kafka://host:port[,host:port]/[prefix]`` keeps
+    the log in Apache Kafka topics (see :mod:`.kafka` for ``?replication=3`` and durability). With a state key configured (see
     :func:`model_wrappers.config.state_key`) checkpoints and prediction records are authenticated.
     """
     log = _open_backend(uri, name, ttl=ttl, capacity=capacity, keep_checkpoints=keep_checkpoints)
@@ -35,4 +36,8 @@ def _open_backend(uri: str, name: str, *, ttl: float, capacity: int, keep_checkp
         from .redis import RedisLog
 
         return RedisLog(uri, name, ttl=ttl, capacity=capacity, keep_checkpoints=keep_checkpoints)
-    raise ValueError(f"state URI must start with sqlite:/// or redis://, got {uri!r}")
+    if uri.startswith("kafka://"):
+        from .kafka import KafkaLog
+
+        return KafkaLog(uri, name, ttl=ttl, capacity=capacity, keep_checkpoints=keep_checkpoints)
+    raise ValueError(f"state URI must start with sqlite:///, redis:// or kafka://, got {uri!r}")

@@ -9,10 +9,12 @@ import pytest
 from model_wrappers.log import _open_backend
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "kafka"])
 def store_uri(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/state.db"
+    if request.param == "kafka":
+        return request.getfixturevalue("kafka_uri")
     return request.getfixturevalue("redis_server").url
 
 

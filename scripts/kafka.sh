@@ -24,7 +24,7 @@ fetch() {
   command -v mvn >/dev/null || die "mvn not found on PATH (needed to fetch the broker's jars)"
   command -v java >/dev/null || die "java not found on PATH (the broker runs on the machine's Java, 17 or newer)"
   cat >"$out/pom.xml" <<POM
-<project xmlns="http://maven.apache.org/POM/4.0.0">
+<project>
   <modelVersion>4.0.0</modelVersion>
   <groupId>seldon-river.local</groupId>
   <artifactId>kafka-broker</artifactId>

@@ -42,6 +42,9 @@ from .log import LogUnavailable, open_log
 from .log.replica import READ_BATCH, checkpoint_at, decode, reachable
 
 
+COUNTERS = {"learned", "drift_detections", "drift_warning", "drift_warnings", "promotions"}
+
+
 @dataclasses.dataclass
 class Replayed:
     """What a replay found: rows replayed, where it started, and each pipeline's figures."""
@@ -57,10 +60,11 @@ class Replayed:
 
     def table(self) -> str:
         """The figures side by side, one line per pipeline."""
-        names = sorted({k for f in [self.served, *self.candidates.values()] for k in f} - {"learned"})
+        names = sorted({k for f in [self.served, *self.candidates.values()] for k in f} - COUNTERS)
         head = f"{'pipeline':<28}{'rows':>8}" + "".join(f"{n:>16}" for n in names)
         lines = [head]
-        for label, figures in [(f"{self.served_name} (served)", self.served), *self.candidates.items()]:
+        # What served may have changed champion on the way: named by the one serving at the end.
+        for label, figures in [(f"served (now {self.served_name})", self.served), *self.candidates.items()]:
             cells = "".join(f"{figures[n]:>16.6g}" if n in figures else f"{'-':>16}" for n in names)
             lines.append(f"{label:<28}{self.rows:>8}{cells}")
         return "\n".join(lines)

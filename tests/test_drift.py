@@ -180,7 +180,7 @@ def test_replay_scores_candidates_beside_what_served(folder, tmp_path, capsys):
 
     assert cli(["replay", "--model", str(folder), "--state", uri, "--candidate", str(candidate)]) == 0
     table = capsys.readouterr().out
-    assert "nb (served)" in table and "tree" in table and "800" in table
+    assert "served (now nb)" in table and "tree" in table and "800" in table
 
 
 @pytest.mark.parametrize("params, message", [

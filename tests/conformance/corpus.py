@@ -308,7 +308,9 @@ DIFFERENCES: dict[tuple[str, str], dict] = {
         "why": "a JSON body is read whatever its Content-Type (curl -d sends a form type); the wrapper "
                "reads JSON only under a JSON Content-Type",
         "seldon-river": {"status": 200, "body": {"data": {"names": ["prediction"], "ndarray": [[0.0]]}, "meta": {
-            "puid": "<generated>", "tags": {"seldon_river_model": "linear", "seldon_river_position": 0}}}},
+            "puid": "<generated>", "tags": {"seldon_river_model": "linear", "seldon_river_position": 0,
+                                            "seldon_river_drift_detections": 0,
+                                            "seldon_river_drift_warning": False}}}},
         "seldon-core": _refusal("Can't find JSON in data"),
     },
     ("model", "route on a model"): {

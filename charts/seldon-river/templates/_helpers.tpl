@@ -90,6 +90,14 @@ preload: BOOL
 min_observations: INT
 selection_metric: STRING
 key_tags: BOOL
+drift_detector: STRING
+drift_options: STRING
+drift_reaction: STRING
+challengers: STRING
+promote_after: INT
+promote_margin: FLOAT
+promote_window: INT
+drift_trial: INT
 {{- end -}}
 
 {{/*

@@ -411,11 +411,20 @@ class ExecutorFront(Server):
         if not binary.exists():
             shutil.copyfile(self.executor, binary)
             binary.chmod(0o755)
-        command = [str(binary), "--sdep", "bench", "--namespace", "default", "--predictor", "default",
-                   "--file", str(self.graph_file()), "--http_port", str(self.http), "--grpc_port", str(self.grpc),
-                   "--protocol", "seldon", "--transport", "rest"]
-        self._spawn(command, dict(os.environ), self.workdir)
-        wait_until(self._ready, READY_TIMEOUT, self.name, self.proc, self.log)
+        for attempt in range(3):
+            command = [str(binary), "--sdep", "bench", "--namespace", "default", "--predictor", "default",
+                       "--file", str(self.graph_file()), "--http_port", str(self.http),
+                       "--grpc_port", str(self.grpc), "--protocol", "seldon", "--transport", "rest"]
+            self._spawn(command, dict(os.environ), self.workdir)
+            try:
+                wait_until(self._ready, READY_TIMEOUT, self.name, self.proc, self.log)
+                break
+            except RuntimeError as exc:
+                # The executor binds every interface, so a port found free on 127.0.0.1 can be
+                # taken meanwhile by another process: it exits at once, and new ports are tried.
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                self.http, self.grpc = free_port(), free_port()
         self.started_in = time.monotonic() - began
         return self
 

@@ -18,7 +18,7 @@ A challenger takes over serving (is *promoted*; the champion it replaces becomes
 
 Examples
 --------
->>> rule = PromotionRule("regressor", promote_after=10, promote_margin=0.05, window=10)
+>>> rule = PromotionRule("regressor", promote_after=10, promote_margin=0.05, window=10, trial=5)
 >>> rule.better(0.5, than=1.0), rule.better(0.97, than=1.0)
 (True, False)
 

@@ -203,6 +203,16 @@ def test_the_page_is_one_self_contained_file(served):
     assert requests.get(f"http://127.0.0.1:{served.metrics}/metrics", timeout=10).status_code == 200
 
 
+def test_the_page_is_package_data():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "page.html" in project["tool"]["setuptools"]["package-data"]["model_wrappers.live"]
+    from model_wrappers.live import page
+
+    assert page().startswith(b"<!DOCTYPE html>")
+
+
 # -- the page in headless Chromium ------------------------------------------------------------
 @pytest.fixture
 def browser(tmp_path):

@@ -130,6 +130,10 @@ class LocalRun:
         self.state_dir = Path(options.state_dir or default_state_dir(deployment)).resolve()
         self.components, self.notes = plan(deployment, self.state_dir, options.models, options.models_dir,
                                            options.state_uri)
+        try:
+            self.live_settings = LiveSettings.from_env()
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
         self.warnings, notes = warnings_for(deployment)
         self.notes += notes
         self.supervisor: Supervisor | None = None
@@ -178,9 +182,9 @@ class LocalRun:
         """The live view of every node, each read from its ``/health/status`` while a page is open."""
         nodes = {c.node: {"url": self.supervisor[c.node].url, "service_type": c.service_type, "class": c.class_path}
                  for c in self.components}
-        settings = LiveSettings.from_env()
         source = graph_source(self.deployment.name, nodes, lambda node: self.supervisor[node].failure())
-        return LiveApp(StatusFeed(source, settings.interval, settings.max_streams), allowed=token_check(token))
+        return LiveApp(StatusFeed(source, self.live_settings.interval, self.live_settings.max_streams),
+                       allowed=token_check(token))
 
     @property
     def live_url(self) -> str:

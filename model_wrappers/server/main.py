@@ -123,6 +123,7 @@ async def serve(args, parameters: list, sockets) -> int:
     try:
         component = Component.create(args.interface_name, args.service_type, parameters, metrics, include)
         component.load()
+        live_settings = LiveSettings.from_env()
     except Exception as exc:
         # One line saying why (the traceback too with --log-level DEBUG).
         logger.error("%s could not start: %s", args.interface_name, exc,
@@ -143,7 +144,6 @@ async def serve(args, parameters: list, sockets) -> int:
     await grpc_server.start()
 
     # The live view reads the component's status in a thread of its own, only while a page is open.
-    live_settings = LiveSettings.from_env()
     live = LiveApp(StatusFeed(component_source(component), live_settings.interval, live_settings.max_streams))
     metrics_paths = tuple(dict.fromkeys((os.environ.get("PREDICTIVE_UNIT_METRICS_ENDPOINT", "/prometheus"),
                                          *METRICS_PATHS)))

@@ -16,6 +16,8 @@ SUBCOMMANDS = {
     "export-keyed": ("model_wrappers.keyed_artifact", "write a keyed model folder (one pipeline per key)"),
     "serve": ("model_wrappers.commands.serve", "serve one component with seldon-core-microservice"),
     "pull": ("model_wrappers.commands.pull", "write what a model learned as a new model folder"),
+    "replay": ("model_wrappers.commands.replay", "score candidate pipelines on a model's learning log"),
+    "promote": ("model_wrappers.commands.promote", "hand serving to one of a model's challengers"),
     "run": ("model_wrappers.local.command", "run a SeldonDeployment graph locally, no cluster"),
     "demo": ("model_wrappers.local.demo", "run the full graph locally and stream a dataset through it"),
     "deploy": ("model_wrappers.deploy.command", "create or update a deployment in a cluster"),

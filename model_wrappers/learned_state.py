@@ -44,7 +44,7 @@ from .learning.model import ModelState
 from .log import LogUnavailable, open_log
 from .log.replica import Replica, checkpoint_at
 from .pipeline_checks import known_classes
-from .river_model import fresh_state
+from .model_options import ModelOptions
 
 
 class PullError(Exception):
@@ -58,14 +58,16 @@ class Source:
     model_folder: Path
     state_uri: str
     log_name: str
+    options: ModelOptions = ModelOptions()
 
     @classmethod
     def of_folder(cls, folder: str | os.PathLike, state_uri: str | None = None,
-                  state_name: str | None = None) -> "Source":
-        """The log a component serving ``folder`` uses, named as the component names it."""
+                  state_name: str | None = None, options: ModelOptions = ModelOptions()) -> "Source":
+        """The log a component serving ``folder`` (with ``options``) uses, named as the component names it."""
         meta = read_metadata(folder)
-        settings = StateSettings.resolve(meta.name, meta.sha256, state_uri=state_uri, state_name=state_name)
-        return cls(Path(folder), settings.uri, settings.name)
+        settings = StateSettings.resolve(meta.name, options.version(meta, folder), state_uri=state_uri,
+                                         state_name=state_name)
+        return cls(Path(folder), settings.uri, settings.name, options)
 
     @classmethod
     def of_component(cls, url: str, model_folder: str | os.PathLike | None = None,
@@ -86,7 +88,8 @@ class Source:
         uri = state_uri or replica.get("state_uri", "")
         if "***" in uri:
             raise PullError(f"{url} reports its state URI without its password: pass it (--state)")
-        return cls(folder, uri, replica["log_name"]), int(replica["position"])
+        options = ModelOptions.from_parameters(**(model.get("options") or {}))
+        return cls(folder, uri, replica["log_name"], options), int(replica["position"])
 
 
 def component_status(url: str, timeout: float = 30.0) -> dict:
@@ -117,7 +120,12 @@ def learned_state(source: Source, position: int | None = None) -> tuple[Replica,
         log = open_log(source.state_uri, source.log_name)
     except (LogUnavailable, ValueError) as exc:
         raise PullError(str(exc)) from None
-    replica = Replica(fresh_state(loaded), ModelState.restore, log)
+    try:
+        fresh = source.options.fresh_state(loaded)
+    except ArtifactError as exc:
+        log.close()
+        raise PullError(str(exc)) from None
+    replica = Replica(fresh, ModelState.restore, log)
     try:
         replica.start_at(log.head() if position is None else position)
     except LogUnavailable as exc:

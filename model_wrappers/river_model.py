@@ -39,34 +39,24 @@ True
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-from typing import Callable
 
 from . import payload, seldon_metrics
 from .adapter_support import (
     ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, gauges, recall_prediction, request_puid,
 )
-from .artifact import LoadedModel, load_model, read_metadata
+from .artifact import load_model, read_metadata
 from .checks import meta_of
 from .config import StateSettings
 from .errors import NotFound, seldon_errors
 from .keyed_artifact import is_keyed
 from .learning.model import ModelState, check_fits
 from .log.replica import Replica
+from .model_options import ModelOptions
 from .stock_wrapper import StockWrapperSupport
 
 logger = logging.getLogger(__name__)
-
-def fresh_state(loaded: LoadedModel) -> Callable[[], ModelState]:
-    """What a model's learning log starts from: the folder's pipeline, untouched by any event."""
-
-    def fresh() -> ModelState:
-        return ModelState(copy.deepcopy(loaded.pipeline), loaded.metadata.task, loaded.metadata.classes)
-
-    return fresh
-
 
 class RiverModel(StockWrapperSupport):
     """Seldon MODEL serving a river pipeline from a model folder.
@@ -94,6 +84,12 @@ class RiverModel(StockWrapperSupport):
         ``meta.routing`` (a label-only one) to every child; the children that never answered its
         request id acknowledge it without learning (tag ``seldon_river_learned: 0``) instead of
         answering 404, so the model that answered learns it and the client gets 200.
+    drift_detector, drift_options, drift_reaction
+        How the model's errors are watched for drift and what a drift sets off (see
+        :mod:`model_wrappers.model_options`): the task's default detector, reaction ``alert``.
+    challengers, promote_after, promote_margin, promote_window, drift_trial
+        Challenger model folders (comma-separated) that learn from every feedback without
+        serving, and when one takes over.
 
     """
 
@@ -107,6 +103,14 @@ class RiverModel(StockWrapperSupport):
         label_ttl_seconds: int = 86400,
         label_capacity: int = 100_000,
         routed: bool = False,
+        drift_detector: str | None = None,
+        drift_options: str | None = None,
+        drift_reaction: str | None = None,
+        challengers: str | None = None,
+        promote_after: int | None = None,
+        promote_margin: float | None = None,
+        promote_window: int | None = None,
+        drift_trial: int | None = None,
     ):
         # Seldon builds the object once and forks REST and gRPC processes from it: connections
         # and the learned state are made in load(), which runs in each of them.
@@ -120,6 +124,10 @@ class RiverModel(StockWrapperSupport):
         self.label_ttl = float(label_ttl_seconds)
         self.label_capacity = int(label_capacity)
         self.routed = bool(routed)
+        self.options = ModelOptions.from_parameters(
+            drift_detector, drift_options, drift_reaction, challengers, promote_after, promote_margin, promote_window,
+            drift_trial,
+        )
         self.replica: Replica | None = None
         self._gauges = GaugeReport()
 
@@ -134,10 +142,11 @@ class RiverModel(StockWrapperSupport):
         meta = loaded.metadata
         self.metadata = meta
         self.schema = payload.Schema(meta.features)
-        settings = StateSettings.resolve(meta.name, meta.sha256, **self.state_options)
         check_fits(loaded.pipeline, meta.task, f"{self.model_uri}/model.dill")
+        fresh = self.options.fresh_state(loaded)
+        settings = StateSettings.resolve(meta.name, self.options.version(meta, self.model_uri), **self.state_options)
         self.replica = Replica.started(
-            fresh_state(loaded), ModelState.restore, settings, ttl=self.label_ttl, capacity=self.label_capacity
+            fresh, ModelState.restore, settings, ttl=self.label_ttl, capacity=self.label_capacity
         )
         seldon_metrics.install()
         logger.info(
@@ -152,13 +161,14 @@ class RiverModel(StockWrapperSupport):
         message = payload.to_dict(request)
         batch = self.schema.read(message)
         puid = request_puid(message)
-        names, values, figures, position = self.replica.read(
-            lambda state: (*state.predict(batch.rows, batch.table), state.figures(), self.replica.position)
+        names, values, figures, learned_tags, position = self.replica.read(
+            lambda state: (*state.predict(batch.rows, batch.table), state.figures(), state.reply_tags(),
+                           self.replica.position)
         )
         self._remember(puid, batch)
         # Keep the tags earlier graph nodes added (e.g. the outlier detector's), as Seldon's
         # wrapper does for components without raw hooks.
-        tags = {**(meta_of(message).get("tags") or {}), **self._tags(position)}
+        tags = {**(meta_of(message).get("tags") or {}), **self._tags(position), **learned_tags}
         meta = {"puid": puid, "tags": tags, "metrics": self._gauges.changed(figures)}
         return payload.reply(batch.kind, names, values, meta, as_proto)
 
@@ -200,17 +210,24 @@ class RiverModel(StockWrapperSupport):
     # -- helpers --------------------------------------------------------------------------
     def status(self) -> dict:
         """What the model has learned and where its log stands, as served by /health/status."""
-        figures = self.replica.read(lambda s: s.figures())
-        return {
+        figures, drift, challengers = self.replica.read(
+            lambda s: (s.figures(), s.drift_status(), s.challenger_status())
+        )
+        out = {
             "model": {"name": self.metadata.name, "task": self.metadata.task, "sha256": self.metadata.sha256,
-                      "folder": str(self.model_uri)},
+                      "folder": str(self.model_uri), "options": self.options.parameters()},
             "metrics": figures,
             "replica": self.replica.status(),
         }
+        if drift is not None:
+            out["drift"] = drift
+        if challengers is not None:
+            out["challengers"] = challengers
+        return out
 
     def _ack(self, position: int, read: Feedback, tags: dict):
-        figures = self.replica.read(lambda s: s.figures())
-        return read.reply({**self._tags(position), **tags}, gauges(figures))
+        figures, learned_tags = self.replica.read(lambda s: (s.figures(), s.reply_tags()))
+        return read.reply({**self._tags(position), **learned_tags, **tags}, gauges(figures))
 
     def _tags(self, position: int) -> dict:
         return {"seldon_river_model": self.metadata.name, "seldon_river_position": position}

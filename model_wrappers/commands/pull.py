@@ -14,17 +14,14 @@ import json
 import sys
 
 from ..artifact import ArtifactError
-from ..learned_state import PullError, Source, learned_state, pull
+from ..learned_state import PullError, learned_state, pull
 from ..log.replica import reachable
+from .log_source import add_source_arguments, source_from
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("folder", nargs="?", help="the model folder to write")
-    parser.add_argument("--from", dest="url", help="a running RiverModel's REST address, e.g. http://127.0.0.1:9000")
-    parser.add_argument("--model", help="the model folder the component serves (read from --from when omitted)")
-    parser.add_argument("--state", help="the learning-log URI (default: what --from reports, or $SELDON_RIVER_STATE_URI)")
-    parser.add_argument("--state-name", help="the log name's node part, as the component's state_name parameter "
-                                             "or PREDICTIVE_UNIT_ID (default: the model's name)")
+    add_source_arguments(parser)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--position", type=int, help="the state after this log position (default: the newest)")
     where.add_argument("--checkpoint", type=int, help="the state of the checkpoint kept at this position")
@@ -33,17 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--force", action="store_true", help="replace the model files of an existing folder")
 
 
-def _source(args: argparse.Namespace) -> tuple[Source, int | None]:
-    if args.url:
-        return Source.of_component(args.url, args.model, args.state)
-    if not args.model:
-        raise PullError("say where the state is: --from URL, or --model FOLDER (with --state URI)")
-    return Source.of_folder(args.model, args.state, args.state_name), None
-
-
 def main(args: argparse.Namespace) -> int:
     try:
-        source, serving = _source(args)
+        source, serving = source_from(args)
         if args.list:
             replica, _ = learned_state(source, 0)
             try:

@@ -1,4 +1,9 @@
-"""A river pipeline as a state machine driven by ``learn`` events.
+"""A river pipeline as a state machine driven by ``learn`` and ``promote`` events.
+
+Besides the pipeline that serves (the *champion*) and its progressive metrics, a state may
+watch the champion's errors for drift (:mod:`.drift`) and carry challenger pipelines that learn
+from the same rows without serving (:mod:`.challengers`); both change only through events, in
+log order, so every replica agrees on when a drift was flagged and who serves.
 
 Examples
 --------
@@ -15,7 +20,9 @@ Examples
 
 from __future__ import annotations
 
+import collections
 import importlib.util
+import itertools
 import logging
 import math
 from typing import Any, Sequence
@@ -25,6 +32,8 @@ import dill
 from ..artifact import ArtifactError
 from ..errors import InvalidInput
 from .applied import first_application
+from .challengers import Contender, PromotionRule, row_error
+from .drift import HISTORY, DriftSettings, DriftWatch
 from .progressive import ProgressiveScore
 
 MANY_FROM = 32  # rows from which a batch tries the pipeline's predict_proba_many
@@ -65,16 +74,39 @@ class ModelState:
         ``"classifier"``, ``"regressor"`` or ``"anomaly"``.
     classes
         Declared class labels (classifiers). Empty means labels are learned as they come.
+    name
+        The champion's name (in status, tags and promotion events).
+    drift
+        How the champion's errors are watched for drift; None watches nothing.
+    challengers
+        Challenger name -> river pipeline, learning from every row without serving.
+    rule
+        When a challenger takes over by itself (needed with challengers).
 
     """
 
-    def __init__(self, pipeline: Any, task: str, classes: Sequence[Any] = ()):
+    def __init__(self, pipeline: Any, task: str, classes: Sequence[Any] = (), *, name: str = "champion",
+                 drift: DriftSettings | None = None, challengers: dict[str, Any] | None = None,
+                 rule: PromotionRule | None = None):
         self.pipeline = pipeline
         self.task = task
         self.declared = tuple(classes)
         self.classes: list[Any] = list(classes)
         self.score = ProgressiveScore(task)
         self.learned = 0
+        self.name = name
+        self.drift = DriftWatch(drift) if drift is not None else None
+        # Reset needs the pipeline as the folder gave it: kept (pickled) only when it can be asked for.
+        self.origin = dill.dumps(pipeline) if drift is not None and drift.reaction == "reset" else None
+        if challengers and rule is None:
+            raise ValueError("challengers need a promotion rule")
+        self.rule = rule if challengers else None
+        self.challengers = {n: Contender(p, task, rule.window) for n, p in (challengers or {}).items()}
+        self.errors: collections.deque = collections.deque(maxlen=rule.window if challengers else 1)
+        self.since_change = 0
+        self.trial_until: int | None = None
+        self.promotions = 0
+        self.changes: collections.deque = collections.deque(maxlen=HISTORY)
 
     # -- events ---------------------------------------------------------------------------
     def check_truth(self, values: list, n_rows: int) -> list:
@@ -113,24 +145,110 @@ class ModelState:
 
         A copy of a feedback already applied (same ``id``) changes nothing.
         """
-        if event.get("type") != "learn":
-            raise ValueError(f"ModelState cannot apply a {event.get('type')!r} event")
+        kind = event.get("type")
+        if kind not in ("learn", "promote"):
+            raise ValueError(f"ModelState cannot apply a {kind!r} event")
         if not first_application(self, event, position):
             return
-        truth = event.get("truth")
         self._figures = None
+        if kind == "promote":
+            self._promote_by_command(event, position)
+            return
+        truth = event.get("truth")
+        # getattr: checkpoints written before drift and challengers existed have neither.
+        watch, challengers = getattr(self, "drift", None), getattr(self, "challengers", None)
         for i, x in enumerate(event["rows"]):
             y = truth[i] if truth is not None else None
             if self.task == "anomaly":
-                if y is not None:
-                    self.score.update(self.pipeline, x, y)
+                y_pred = self.score.update(self.pipeline, x, y) if y is not None else None
+                if watch is not None and y_pred is None:
+                    y_pred = self.pipeline.score_one(x)
                 self.pipeline.learn_one(x)
+                error = float(y_pred) if y_pred is not None else None
             else:
-                self.score.update(self.pipeline, x, y)
+                y_pred = self.score.update(self.pipeline, x, y)
                 self.pipeline.learn_one(x, y)
                 if self.task == "classifier" and y not in self.classes:
                     self.classes.append(y)
+                error = row_error(self.task, y_pred, y) if watch is not None or challengers else None
             self.learned += 1
+            if challengers:
+                if error is not None:
+                    self.errors.append(error)
+                for contender in challengers.values():
+                    contender.learn(x, y)
+                self.since_change += 1
+            if watch is not None and error is not None and watch.update(error, self.learned, position):
+                self._react_to_drift(position)
+            if challengers and self.trial_until is not None and self.learned >= self.trial_until:
+                self._end_trial(position)
+        if challengers:
+            self._promote_by_rule(position)
+
+    # -- changes of champion ------------------------------------------------------------------
+    def _react_to_drift(self, position: int | None) -> None:
+        reaction = self.drift.settings.reaction
+        if reaction == "reset":
+            self.pipeline = dill.loads(self.origin)
+            self.errors.clear()
+            self.since_change = 0
+            self._note("reset", position, f"{self.name} restarted from the model folder's pipeline after drift")
+            self.drift.restart()
+        elif reaction == "challenger" and self.trial_until is None:
+            # Judged on the rows after the drift: before it, every pipeline fitted the old concept.
+            self.trial_until = self.learned + self.rule.trial
+
+    def _end_trial(self, position: int | None) -> None:
+        self.trial_until = None
+        rows = self.rule.trial
+        champion = _mean_of_last(self.errors, rows)
+        best, best_error = None, champion
+        for name, contender in self.challengers.items():
+            error = _mean_of_last(contender.errors, rows)
+            if error is not None and (best_error is None or error < best_error):
+                best, best_error = name, error
+        if best is None:
+            self._note("kept", position, f"after drift no challenger erred less than {self.name} "
+                                         f"over {rows} rows ({champion:.4g})")
+        else:
+            self._swap(best, position, f"after drift: error {best_error:.4g} against {champion:.4g} over {rows} rows")
+
+    def _promote_by_rule(self, position: int | None) -> None:
+        rule = self.rule
+        if rule.promote_after == 0 or self.since_change < rule.promote_after:
+            return
+        champion = _mean_of_last(self.errors, rule.window)
+        best, best_error = None, None
+        for name, contender in self.challengers.items():
+            error = contender.recent_error()
+            if error is not None and (best_error is None or error < best_error):
+                best, best_error = name, error
+        if best is not None and champion is not None and rule.better(best_error, champion):
+            self._swap(best, position, f"by rule: recent error {best_error:.4g} against {champion:.4g}")
+
+    def _promote_by_command(self, event: dict, position: int | None) -> None:
+        name = event.get("candidate")
+        if name in (getattr(self, "challengers", None) or {}):
+            self._swap(name, position, "by command")
+        else:
+            self._note("refused", position, f"no challenger named {name!r} to promote")
+
+    def _swap(self, name: str, position: int | None, why: str) -> None:
+        promoted, old = self.challengers.pop(name), self.name
+        # The demoted champion keeps its recent errors; its progressive metrics start now.
+        demoted = Contender(self.pipeline, self.task, self.rule.window)
+        demoted.errors, demoted.learned = self.errors, self.learned
+        self.challengers[old] = demoted
+        self.pipeline, self.errors, self.name = promoted.pipeline, promoted.errors, name
+        self.since_change = 0
+        self.trial_until = None
+        self.promotions += 1
+        self._note("promote", position, f"{name} serves {why}; {old} is a challenger")
+        if self.drift is not None:
+            self.drift.restart()
+
+    def _note(self, kind: str, position: int | None, detail: str) -> None:
+        self.changes.append({"position": position, "learned": self.learned, "kind": kind, "detail": detail})
 
     # -- reads ----------------------------------------------------------------------------
     def predict(self, rows: list[dict], table: list[list] | None = None) -> tuple[list[str], list[list]]:
@@ -195,8 +313,52 @@ class ModelState:
         # getattr: checkpoints written before this cache existed have no _figures.
         cached = getattr(self, "_figures", None)
         if cached is None:
-            cached = self._figures = {**self.score.values(), "learned": float(self.learned)}
+            cached = {**self.score.values(), "learned": float(self.learned)}
+            watch = getattr(self, "drift", None)
+            if watch is not None:
+                cached.update(watch.figures())
+            if getattr(self, "challengers", None):
+                cached["promotions"] = float(self.promotions)
+            self._figures = cached
         return cached
+
+    def reply_tags(self) -> dict:
+        """Tags every reply carries about drift and who serves."""
+        tags = {}
+        watch = getattr(self, "drift", None)
+        if watch is not None:
+            tags["seldon_river_drift_detections"] = watch.detections
+            tags["seldon_river_drift_warning"] = watch.in_warning
+        if getattr(self, "challengers", None):
+            tags["seldon_river_champion"] = self.name
+        return tags
+
+    def drift_status(self) -> dict | None:
+        """The drift watch and every change of champion, for ``/health/status`` (None when unwatched)."""
+        watch = getattr(self, "drift", None)
+        changes = list(getattr(self, "changes", ()))
+        if watch is None:
+            return None
+        out = watch.status()
+        out["events"] = sorted(out["events"] + changes, key=lambda e: (e["learned"], e["position"] or 0))[-HISTORY:]
+        return out
+
+    def challenger_status(self) -> dict | None:
+        """Champion, challengers and the promotion rule (None without challengers)."""
+        if not getattr(self, "challengers", None):
+            return None
+        rule = self.rule
+        champion = _mean_of_last(self.errors, rule.window)
+        return {
+            "champion": self.name,
+            "champion_recent_error": champion,
+            "candidates": {name: c.figures() for name, c in self.challengers.items()},
+            "promotions": self.promotions,
+            "since_change": self.since_change,
+            "promote_after": rule.promote_after, "promote_margin": rule.promote_margin, "window": rule.window,
+            "trial": rule.trial, "in_trial_until": self.trial_until,
+            "changes": list(self.changes),
+        }
 
     # -- checkpoints ----------------------------------------------------------------------
     def snapshot(self) -> bytes:
@@ -205,6 +367,14 @@ class ModelState:
     @staticmethod
     def restore(blob: bytes) -> "ModelState":
         return dill.loads(blob)
+
+
+def _mean_of_last(errors: collections.deque, rows: int) -> float | None:
+    """Mean of the newest ``rows`` errors (fewer when fewer are kept; None when none are)."""
+    if not errors:
+        return None
+    last = list(itertools.islice(reversed(errors), rows))
+    return math.fsum(last) / len(last)
 
 
 def _same_probas(batch: list[dict], one: list[dict], tolerance: float = 1e-9) -> bool:

@@ -9,7 +9,7 @@ Examples
 >>> model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
 >>> score = ProgressiveScore("classifier")
 >>> for x, y in [({"a": 1.0}, True), ({"a": -1.0}, False), ({"a": 2.0}, True)]:
-...     score.update(model, x, y)
+...     _ = score.update(model, x, y)
 ...     model.learn_one(x, y)
 >>> sorted(score.values())
 ['accuracy', 'cross_entropy', 'macro_f1']
@@ -59,8 +59,8 @@ class ProgressiveScore:
         self.metric = metrics_for(task)
         self.count = 0
 
-    def update(self, model, x: dict, y) -> None:
-        """Score ``model`` on ``(x, y)`` the way river's progressive validation does."""
+    def update(self, model, x: dict, y):
+        """Score ``model`` on ``(x, y)`` the way river's progressive validation does; returns what it predicted."""
         if self.task == "anomaly" or is_anomaly_detector(model):
             y_pred = model.score_one(x)
         elif is_classifier(model) and not self.metric.requires_labels:
@@ -70,6 +70,7 @@ class ProgressiveScore:
         self.count += 1
         if y_pred != {} and y_pred is not None:
             self.metric.update(y_true=y, y_pred=y_pred)
+        return y_pred
 
     def values(self) -> dict[str, float]:
         """Current values by metric name; metrics with no finite value yet are left out."""

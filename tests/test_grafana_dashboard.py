@@ -2,7 +2,7 @@
 
 Every metric the dashboard queries must be in a real scrape: the full graph's components behind
 Seldon's real orchestrator (whose own request metrics the traffic panels read) after predictions
-and feedback, plus a regressor. The two drift gauges come with drift detection in the models.
+and feedback, plus a regressor and a classifier watched for drift.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import requests
 import yaml
 
+from drift_streams import FEATURES, agrawal_change, export_champion_and_challenger
 from support import REPO, export_phishing, export_regressor, phishing_stream, require, truth
 
 DASHBOARD = REPO / "charts" / "seldon-river" / "dashboards" / "seldon-river.json"
@@ -105,15 +106,23 @@ def test_every_metric_and_label_the_dashboard_queries_is_exported(services, tmp_
     ack = regressor.feedback({"request": rows, "truth": {"data": {"ndarray": [[3.0], [4.0]]}}, "reward": 1.0})
     assert ack.status_code == 200, ack.text
     texts.append(regressor.prometheus())
+    drifting = services.start("model_wrappers.RiverModel", "MODEL", {
+        "model_uri": str(export_champion_and_challenger(tmp_path / "nb")), "state_uri": f"sqlite:///{tmp_path}/drift.db",
+        "drift_reaction": "alert", "challengers": "challengers/hat"}, tmp_path, name="drifting")
+    part = agrawal_change(10)
+    ack = drifting.feedback({"request": {"data": {"names": FEATURES, "ndarray": [[x[f] for f in FEATURES] for x, _ in part]}},
+                             "truth": {"data": {"ndarray": [[y] for _, y in part]}}})
+    assert ack.status_code == 200, ack.text
+    texts.append(drifting.prometheus())
     for text in texts:
         found_names, found_labels = scraped(text)
         names |= found_names
         labels |= found_labels
     wanted = metric_names(queries(board))
-    assert not wanted - names - DRIFT_GAUGES, f"queried but not exported: {sorted(wanted - names - DRIFT_GAUGES)}"
+    assert not wanted - names, f"queried but not exported: {sorted(wanted - names)}"
     assert not grouping_labels(queries(board)) - labels - {"le"}
     assert {"seldon_river_learned", "seldon_river_arm_routed_total", "seldon_river_outlier_rate",
-            "seldon_api_executor_client_requests_seconds_count", "seldon_river_mae"} <= wanted
+            "seldon_api_executor_client_requests_seconds_count", "seldon_river_mae", *DRIFT_GAUGES} <= wanted
 
 
 def helm() -> str:

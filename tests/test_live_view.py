@@ -3,9 +3,10 @@
 Plain HTTP for the stream's framing, a client that goes away and the cap on streams; headless
 Chromium (Debian's ``chromium`` and ``chromium-driver``, driven by selenium) for the page: the
 figures it shows must be those ``/health/status`` serves once feedback is learned.
-A screenshot of each page is saved under the test's tmp_path (printed); with
-``SELDON_RIVER_SCREENSHOT=docs/live-view.png`` (and ``SELDON_RIVER_GRAPH_SCREENSHOT``) it is also
-written there, relative to the repository.
+A screenshot of each page is saved under the test's tmp_path (printed), and also written where
+``SELDON_RIVER_SCREENSHOT`` (the drifting classifier: docs/live-view.png),
+``SELDON_RIVER_GRAPH_SCREENSHOT`` (the run: docs/live-view-graph.png) or
+``SELDON_RIVER_PLAIN_SCREENSHOT`` (the plain classifier) say, relative to the repository.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from support import (
 
 MAX_STREAMS = 2
 BATCHES, BATCH_ROWS = 4, 25
+DRIFT_ROWS, DRIFT_BATCH = 1200, 100  # the concept changes at row 600 (tests/drift_streams.py)
 TOKEN = "live-view-token-0123456789"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -308,7 +310,38 @@ def test_the_page_shows_what_the_component_learns(served, browser, tmp_path):
     # The chart of progressive metrics draws one line per metric, over every batch.
     paths = attributes(browser, '[data-chart="metrics"] path[data-series="accuracy"]', "d")
     assert len(paths) == 1 and paths[0][0].count("L") >= BATCHES - 1
-    screenshot(browser, tmp_path, "live-view.png", "SELDON_RIVER_SCREENSHOT", width=760)
+    screenshot(browser, tmp_path, "live-view.png", "SELDON_RIVER_PLAIN_SCREENSHOT", width=760)
+
+
+def test_the_page_marks_drift_and_shows_the_challenger(services, browser, tmp_path):
+    from drift_streams import FEATURES, agrawal_change, export_champion_and_challenger
+
+    folder = export_champion_and_challenger(tmp_path / "nb")
+    node = "classifier"
+    service = services.start("model_wrappers.RiverModel", "MODEL", {
+        "model_uri": str(folder), "state_uri": f"sqlite:///{tmp_path}/drift.db", "drift_reaction": "challenger",
+        "challengers": "challengers/hat", "promote_after": 0}, tmp_path, name=node, server="seldon-river",
+        env={"PREDICTIVE_UNIT_ID": node})
+    browser.get(live_url(service))
+    wait_until(lambda: shown(browser, node, "learned") is not None, 30, "the page's first figures")
+    client = seldon_client(service, "rest")
+    rows = agrawal_change(DRIFT_ROWS)
+    for i in range(0, len(rows), DRIFT_BATCH):
+        batch = rows[i:i + DRIFT_BATCH]
+        prediction = client.predict(data=np.array([[x[f] for f in FEATURES] for x, _ in batch]), names=FEATURES)
+        assert prediction.success, prediction.msg
+        feedback = client.feedback(prediction_request=prediction.request, prediction_response=prediction.response,
+                                   reward=1.0, prediction_truth=truth([y for _, y in batch]))
+        assert feedback.success, feedback.msg
+    status = service.status()
+    assert status["drift"]["detections"] >= 1 and status["challengers"]["candidates"], status
+    wait_until(lambda: shown(browser, node, "learned") == status["metrics"]["learned"] == DRIFT_ROWS, 30,
+               "the page to show every row learned")
+    assert {k: shown(browser, node, k) for k in status["metrics"]} == status["metrics"]
+    assert_drift_and_challengers_shown(browser, node, status)
+    kinds = {e["kind"] for e in status["drift"]["events"]}
+    assert "drift" in kinds and {m[0] for m in attributes(browser, "line[data-mark]", "data-mark")} == kinds
+    screenshot(browser, tmp_path, "live-view-drift.png", "SELDON_RIVER_SCREENSHOT", width=900)
 
 
 # -- seldon-river run: every node on the gateway ----------------------------------------------

@@ -54,4 +54,8 @@ bench-kafka: ## Durable feedback through Kafka beside SQLite and Redis; writes b
 	bash scripts/kafka.sh ensure
 	$(PY) -m benchmarks.kafka_log
 
-.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench reliability bench-kafka
+bench-live: ## Predictions with and without the live view's streams open; writes benchmarks/live_view.json
+	bash scripts/setup-python.sh main
+	$(PY) -m benchmarks.live_view
+
+.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench reliability bench-kafka bench-live

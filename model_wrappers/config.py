@@ -8,6 +8,8 @@ log name                       ``state_name`` / ``PREDICTIVE_UNIT_ID``      the 
 checkpoint interval (events)   ``checkpoint_every``                         1000
 read staleness bound (ms)      ``max_staleness_ms``                         0 (every read catches up)
 checkpoints kept               ``SELDON_RIVER_KEEP_CHECKPOINTS``            3 (events since the oldest are kept)
+live view: streams at once     ``SELDON_RIVER_LIVE_MAX_STREAMS``            8 (``/live/events``; more get 503)
+live view: status read every   ``SELDON_RIVER_LIVE_INTERVAL_MS``            250 (an event on change, else every 1 s)
 =============================  ===========================================  =====================================
 
 ``PREDICTIVE_UNIT_ID`` is set by Seldon's operator to the graph node's name, so each node of a
@@ -27,6 +29,8 @@ KEEP_CHECKPOINTS_ENV = "SELDON_RIVER_KEEP_CHECKPOINTS"
 UNIT_ID_ENV = "PREDICTIVE_UNIT_ID"
 STATE_KEY_ENV = "SELDON_RIVER_STATE_KEY"
 STATE_KEY_FILE_ENV = "SELDON_RIVER_STATE_KEY_FILE"
+LIVE_MAX_STREAMS_ENV = "SELDON_RIVER_LIVE_MAX_STREAMS"
+LIVE_INTERVAL_ENV = "SELDON_RIVER_LIVE_INTERVAL_MS"
 
 
 def state_key() -> bytes | None:
@@ -115,3 +119,25 @@ def fingerprint(settings: dict) -> str:
     """A short stable digest of the settings a state is built from."""
     text = repr(sorted(settings.items()))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveSettings:
+    """How the live view (``/live``) streams: streams served at once, and how often status is read.
+
+    >>> LiveSettings.from_env({"SELDON_RIVER_LIVE_MAX_STREAMS": "2"})
+    LiveSettings(max_streams=2, interval=0.25)
+    """
+
+    max_streams: int = 8
+    interval: float = 0.25
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "LiveSettings":
+        values = {}
+        for name, default, least in ((LIVE_MAX_STREAMS_ENV, "8", 1), (LIVE_INTERVAL_ENV, "250", 10)):
+            text = env.get(name) or default
+            if not text.isdigit() or int(text) < least:
+                raise ValueError(f"{name} must be a whole number of at least {least}, got {text!r}")
+            values[name] = int(text)
+        return cls(max_streams=values[LIVE_MAX_STREAMS_ENV], interval=values[LIVE_INTERVAL_ENV] / 1000.0)

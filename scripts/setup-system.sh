@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the demo need. Idempotent; needs root (or sudo) on Debian/Ubuntu.
 set -euo pipefail
-PKGS="redis-server etcd-server docker.io debootstrap openssl iproute2 util-linux wrk"
+# chromium and chromium-driver: tests/test_live_view.py drives the live view in headless Chromium.
+PKGS="redis-server etcd-server docker.io debootstrap openssl iproute2 util-linux wrk chromium chromium-driver"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 [ -z "$missing" ] && exit 0

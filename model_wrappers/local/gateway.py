@@ -11,7 +11,9 @@ The paths are those a cluster exposes, so ``SeldonClient`` works unchanged with 
 Every prediction and feedback answer carries the request id in the ``Seldon-Puid`` header; a
 request's own ``Seldon-Puid`` header is used when it has one. ``GET /api/v1.0/status/<node>``
 and ``/api/v1.0/metadata/<node>`` show one component's status and metadata; ``/live`` and
-``/ready`` are the orchestrator's probes.
+``/ready`` are the orchestrator's probes. ``/live`` opened in a browser (a request accepting
+``text/html``) is the live view of every node instead, streamed from ``/live/events`` (see
+:func:`with_live_view`).
 
 When a token is set every request except the probes needs ``Authorization: Bearer <token>``
 (or ``X-Auth-Token: <token>``, which ``SeldonClient`` sends for its call credentials).
@@ -167,6 +169,38 @@ def create_app(api: Api, token: Token) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     return app
+
+
+def with_live_view(app, live):
+    """``app`` with the live view (:class:`model_wrappers.live.LiveApp`) in front of it.
+
+    ``/live`` stays the orchestrator's probe for probes and scripts; a browser (whose request
+    accepts ``text/html``) gets the page. ``/live/events`` is the page's stream.
+    """
+
+    async def dispatch(scope, receive, send):
+        if live.serves(scope):
+            accept = dict(scope.get("headers") or []).get(b"accept", b"")
+            if scope["path"] != "/live" or b"text/html" in accept:
+                await live(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return dispatch
+
+
+def token_check(token: Token):
+    """Why a request's headers (lowercase ``bytes`` names) are refused by ``token``, or None."""
+
+    def refused(headers: dict) -> str | None:
+        authorization = headers.get(b"authorization", b"").decode("latin-1") or None
+        x_auth_token = headers.get(b"x-auth-token", b"").decode("latin-1") or None
+        if token.accepts(authorization, x_auth_token):
+            return None
+        return ("missing or wrong token: send Authorization: Bearer <token> (the page sends the token "
+                "given as /live#token=<token>)")
+
+    return refused
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .gateway import Api, RestServer, Token, create_app
+from ..config import LiveSettings
+from ..live import LiveApp, StatusFeed
+from ..live.sources import graph_source
+from .gateway import Api, RestServer, Token, create_app, token_check, with_live_view
 from .grpc_gateway import GrpcServer
 from .manifest import ROUTING_INJECTION_ENV, Deployment
 from .orchestrator import DEFAULT_TIMEOUT, Orchestrator
@@ -127,12 +130,17 @@ class LocalRun:
         self.state_dir = Path(options.state_dir or default_state_dir(deployment)).resolve()
         self.components, self.notes = plan(deployment, self.state_dir, options.models, options.models_dir,
                                            options.state_uri)
+        try:
+            self.live_settings = LiveSettings.from_env()
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
         self.warnings, notes = warnings_for(deployment)
         self.notes += notes
         self.supervisor: Supervisor | None = None
         self.orchestrator: Orchestrator | None = None
         self.rest: RestServer | None = None
         self.grpc: GrpcServer | None = None
+        self.live: LiveApp | None = None
         self._lock = None
 
     @property
@@ -154,8 +162,10 @@ class LocalRun:
             self.orchestrator = Orchestrator(self.deployment.predictor, self.supervisor, self.timeout)
             token = Token(self.options.token)
             api = Api(self.deployment, self.orchestrator)
+            self.live = self._live_view(token)
             # The gateway's ports are taken first: a busy port is reported before components start.
-            self.rest = RestServer(create_app(api, token), self.options.host, self.options.port)
+            self.rest = RestServer(with_live_view(create_app(api, token), self.live), self.options.host,
+                                   self.options.port)
             if self.options.grpc_port is not None:
                 self.grpc = GrpcServer(api, token, self.options.host, self.options.grpc_port)
             self.supervisor.start(self.options.startup_timeout)
@@ -167,6 +177,19 @@ class LocalRun:
             self.stop()
             raise
         return self
+
+    def _live_view(self, token: Token) -> LiveApp:
+        """The live view of every node, each read from its ``/health/status`` while a page is open."""
+        nodes = {c.node: {"url": self.supervisor[c.node].url, "service_type": c.service_type, "class": c.class_path}
+                 for c in self.components}
+        source = graph_source(self.deployment.name, nodes, lambda node: self.supervisor[node].failure())
+        return LiveApp(StatusFeed(source, self.live_settings.interval, self.live_settings.max_streams),
+                       allowed=token_check(token))
+
+    @property
+    def live_url(self) -> str:
+        """The live view's page on the gateway."""
+        return f"http://{self.rest_endpoint}/live"
 
     def _lock_state_dir(self) -> None:
         # Two runs on one state directory would share learning logs and overwrite run.json.
@@ -206,6 +229,8 @@ class LocalRun:
         """Stop the gateways, then every component."""
         if self._lock is None:
             return
+        if self.live is not None:
+            self.live.feed.close()  # open pages' streams end now, not at the gateway's shutdown deadline
         if self.rest is not None:
             self.rest.stop()
         if self.grpc is not None:
@@ -238,6 +263,8 @@ class LocalRun:
         lines += [
             f"REST  http://{self.rest_endpoint}/api/v1.0/predictions   (also /seldon/{d.namespace}/{d.name}/api/v1.0/...)",
         ]
+        lines.append(f"live  {self.live_url}   (every node's figures as it learns; add #token=<token> when "
+                     "a token is set)")
         if self.grpc is not None:
             lines.append(f"gRPC  {host}:{self.grpc.port}   (seldon.protos.Seldon; metadata seldon={d.name}, "
                          f"namespace={d.namespace})")

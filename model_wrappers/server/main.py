@@ -8,11 +8,12 @@ an s2i image or a script written for it runs this server by changing the command
 
 One process serves REST (``--http-port``, else ``PREDICTIVE_UNIT_HTTP_SERVICE_PORT``, 9000),
 gRPC (``--grpc-port``, else ``PREDICTIVE_UNIT_GRPC_SERVICE_PORT``, 5000) and Prometheus metrics
-(``--metrics-port``, else ``PREDICTIVE_UNIT_METRICS_SERVICE_PORT``, 6000) on one event loop, from
-one copy of the component. ``--workers N`` starts N such processes sharing the three ports
-(each its own replica of the learned state on the shared learning log) and restarts any that
-dies. SIGTERM or SIGINT stops taking connections, finishes the calls in flight and exits within
-``--grace`` seconds (default 8, inside the 10 s Seldon's operator gives a pod).
+(``--metrics-port``, else ``PREDICTIVE_UNIT_METRICS_SERVICE_PORT``, 6000; also the live view,
+``/live``) on one event loop, from one copy of the component. ``--workers N`` starts N such
+processes sharing the three ports (each its own replica of the learned state on the shared
+learning log) and restarts any that dies. SIGTERM or SIGINT stops taking connections, finishes
+the calls in flight and exits within ``--grace`` seconds (default 8, inside the 10 s Seldon's
+operator gives a pod).
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 async def serve(args, parameters: list, sockets) -> int:
     import grpc
 
+    from ..config import LiveSettings
+    from ..live import LiveApp, StatusFeed
+    from ..live.sources import component_source
     from .component import Component
     from .grpc_api import GrpcApi, generic_handler
     from .metrics import CustomMetrics, seldon_labels
@@ -119,6 +123,7 @@ async def serve(args, parameters: list, sockets) -> int:
     try:
         component = Component.create(args.interface_name, args.service_type, parameters, metrics, include)
         component.load()
+        live_settings = LiveSettings.from_env()
     except Exception as exc:
         # One line saying why (the traceback too with --log-level DEBUG).
         logger.error("%s could not start: %s", args.interface_name, exc,
@@ -138,12 +143,14 @@ async def serve(args, parameters: list, sockets) -> int:
         return 1
     await grpc_server.start()
 
+    # The live view reads the component's status in a thread of its own, only while a page is open.
+    live = LiveApp(StatusFeed(component_source(component), live_settings.interval, live_settings.max_streams))
     metrics_paths = tuple(dict.fromkeys((os.environ.get("PREDICTIVE_UNIT_METRICS_ENDPOINT", "/prometheus"),
                                          *METRICS_PATHS)))
     servers = [
         _Server(uvicorn.Config(RestApp(component, pool, args.max_body_bytes), http="httptools", lifespan="off",
                                access_log=False, log_level="warning", timeout_graceful_shutdown=args.grace)),
-        _Server(uvicorn.Config(MetricsApp([metrics], metrics_paths), http="httptools", lifespan="off",
+        _Server(uvicorn.Config(MetricsApp([metrics], metrics_paths, live), http="httptools", lifespan="off",
                                access_log=False, log_level="warning", timeout_graceful_shutdown=1)),
     ]
     loop = asyncio.get_running_loop()
@@ -155,6 +162,7 @@ async def serve(args, parameters: list, sockets) -> int:
                 args.service_type, args.host, args.http_port, address, args.host, args.metrics_port)
     done, _ = await asyncio.wait([asyncio.ensure_future(stopping.wait()), *tasks],
                                  return_when=asyncio.FIRST_COMPLETED)
+    live.feed.close()  # open streams end now, not at the shutdown's deadline
     for s in servers:
         s.should_exit = True
     await asyncio.gather(grpc_server.stop(args.grace), *tasks, return_exceptions=True)

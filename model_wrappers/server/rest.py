@@ -197,11 +197,19 @@ async def _lifespan(receive, send):
 
 
 class MetricsApp(_App):
-    """Prometheus' scrape endpoint: ``/prometheus`` and ``/metrics`` (and the operator's path)."""
+    """Prometheus' scrape endpoint: ``/prometheus`` and ``/metrics`` (and the operator's path),
+    and the live view (``/live``, ``/live/events``: see :mod:`model_wrappers.live`) when given."""
 
-    def __init__(self, stores, paths: tuple[str, ...]):
+    def __init__(self, stores, paths: tuple[str, ...], live=None):
         self.stores = stores
         self.paths = paths
+        self.live = live
+
+    async def __call__(self, scope, receive, send):
+        if self.live is not None and self.live.serves(scope):
+            await self.live(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
     async def _serve(self, scope, receive):
         if scope["path"] in self.paths:

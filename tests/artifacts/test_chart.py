@@ -124,10 +124,20 @@ def test_notes_tell_how_to_predict_and_feed_back(example, tmp_path):
           "router": {"enabled": False}}, "key_feature"),
         ({"models": [{"name": "m", "modelUri": "s3://b/m", "keyed": True, "parameters": {"selection_metric": "f1"}}],
           "router": {"enabled": False}}, "selection_metric"),
+        ({"sharding": {"enabled": True}, "router": {"enabled": False},
+          "models": [{"name": "m", "modelUri": "s3://b/m", "keyed": True, "parameters": {"key_feature": "k"}}],
+          "state": {"backend": "sqlite"}, "replicas": 1}, "set state.backend=redis"),
+        ({"sharding": {"enabled": True},
+          "models": [{"name": "m", "modelUri": "s3://b/m", "keyed": True, "parameters": {"key_feature": "k"}}]},
+          "set router.enabled=false and exactly one keyed model"),
+        ({"sharding": {"enabled": True}, "router": {"enabled": False},
+          "models": [{"name": "m", "modelUri": "s3://b/m", "keyed": True}]}, "exactly one of key_feature or key_tag"),
+        ({"sharding": {"enabled": True, "shards": 1}}, "/sharding/shards"),
     ],
     ids=["unknown-policy", "unknown-model-parameter", "quantile-out-of-range", "sqlite-with-replicas",
          "two-models-without-router", "repeated-node-name", "unknown-backend", "rclone-setting-not-rclone",
-         "password-secret-not-a-name", "keyed-parameter-on-a-plain-model", "unknown-keyed-selection-metric"],
+         "password-secret-not-a-name", "keyed-parameter-on-a-plain-model", "unknown-keyed-selection-metric",
+         "sharding-on-sqlite", "sharding-under-the-bandit", "sharding-without-a-key", "one-shard"],
 )
 def test_bad_values_are_refused_with_the_reason(values, message, tmp_path):
     file = tmp_path / "values.yaml"

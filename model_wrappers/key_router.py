@@ -12,9 +12,14 @@ to child :func:`~model_wrappers.learning.shards.shard_of` of its key, read as th
 it (``key_feature``: a request column, the first one of a ``data.ndarray`` without names;
 ``key_tag``: a ``meta.tags`` entry). The router learns nothing and keeps no state.
 
-- ``route``: ``[[shard]]``, and the tag ``seldon_river_shard``. A request whose rows belong to
-  several shards is refused with 400 (gRPC ``INVALID_ARGUMENT``) saying which rows go where:
-  Seldon's orchestrator sends a request to one child, so such a batch is split by the client.
+- ``route``: ``[[shard]]``, the shard owning the request's keys. The router itself refuses
+  nothing: Seldon's v1.17.1 orchestrator answers a router's error with a message of its own over
+  REST (``Internal service call ... failed``) and crashes on it over gRPC, while a MODEL's 400
+  reaches the client as the model worded it. So a request the router cannot read a key from goes
+  to shard 0, and a request whose rows belong to several shards goes to the owner of its first
+  row; that shard refuses it with 400 (gRPC ``INVALID_ARGUMENT``) saying what is wrong (which
+  rows belong to which shard: Seldon sends a request to one child, so the client splits such a
+  batch). :meth:`KeyRouter.keys_of` and :meth:`KeyRouter.shard_for` say it in Python.
 - ``send_feedback``: acknowledged; Seldon's orchestrator calls it after the shard the response's
   ``meta.routing`` names has learned the feedback (with no routing, after every shard: the owner
   learns, the others acknowledge without learning, see ``routed``). The reply, which is what the
@@ -27,10 +32,12 @@ Examples
 >>> reply = router.route_raw({"jsonData": [{"product_id": "FOODS_1_001_CA_1", "price": 3.49}]})
 >>> reply["data"]["ndarray"], reply["meta"]["tags"]["seldon_river_shard"]
 ([[0]], 0)
->>> router.route_raw({"data": {"ndarray": [["FOODS_1_001_CA_1", 1.0], ["HOBBIES_1_004_TX_2", 2.0]]}})
+>>> router.shard_for({"data": {"ndarray": [["FOODS_1_001_CA_1", 1.0], ["HOBBIES_1_004_TX_2", 2.0]]}})
 Traceback (most recent call last):
 ...
 model_wrappers.errors.InvalidInput: the request's rows belong to 2 shards ...
+>>> router.route_raw({"data": {"ndarray": [["FOODS_1_001_CA_1", 1.0], ["HOBBIES_1_004_TX_2", 2.0]]}})["data"]
+{'ndarray': [[0]]}
 
 """
 
@@ -96,13 +103,16 @@ class KeyRouter(StockWrapperSupport):
     @seldon_errors
     def route_raw(self, request):
         as_proto = isinstance(request, Message)
-        keys = self.keys_of(payload.to_dict(request))
-        owners: dict[int, list[int]] = {}
-        for i, key in enumerate(keys):
-            owners.setdefault(shard_of(key, self.shards), []).append(i)
-        if len(owners) > 1:
-            raise InvalidInput(self._spanning(keys, owners))
-        (shard,) = owners
+        try:
+            keys = self.keys_of(payload.to_dict(request))
+        except InvalidInput as exc:
+            # The shard reads the request as this router does and refuses it with the reason
+            # (see the module's docstring for why the router does not).
+            shard = 0
+            logger.debug("routing a request the shards will refuse to shard 0: %s", exc)
+        else:
+            # The owner of the first row serves the request, or refuses it if other rows are not its own.
+            shard = shard_of(keys[0], self.shards)
         self.routed[shard] += 1
         reply = {
             "data": {"ndarray": [[shard]]},
@@ -142,6 +152,17 @@ class KeyRouter(StockWrapperSupport):
         }
 
     # -- helpers --------------------------------------------------------------------------
+    def shard_for(self, message: dict) -> int:
+        """The shard owning every key of the request; InvalidInput if the rows belong to several."""
+        keys = self.keys_of(message)
+        owners: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            owners.setdefault(shard_of(key, self.shards), []).append(i)
+        if len(owners) > 1:
+            raise InvalidInput(self._spanning(keys, owners))
+        (shard,) = owners
+        return shard
+
     def _source(self) -> str:
         return f"feature {self.key_feature}" if self.key_feature else f"tag {self.key_tag}"
 
@@ -190,7 +211,7 @@ class KeyRouter(StockWrapperSupport):
 
     def _spanning(self, keys: list[str], owners: dict[int, list[int]]) -> str:
         parts = []
-        for shard, rows in sorted(owners.items()):
+        for shard, rows in owners.items():  # in the order of the rows
             shown = ", ".join(str(i) for i in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
             first = ", ".join(repr(k) for k in dict.fromkeys(keys[i] for i in rows[:3]))
             parts.append(f"rows {shown} (keys {first}) to shard {shard}")

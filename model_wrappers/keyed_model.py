@@ -62,6 +62,7 @@ from .stock_wrapper import StockWrapperSupport
 logger = logging.getLogger(__name__)
 
 KEYS_TAG = "seldon_river_keys"
+SHARD_TAG = "seldon_river_shard"
 DEFAULT_PAGE = 1000
 
 
@@ -220,7 +221,7 @@ class KeyedRiverModel(StockWrapperSupport):
         keys, rows = self._split(message, batch.rows)
         foreign = self.shards.foreign(keys)
         if foreign:
-            raise InvalidInput(refusal(foreign, self.shards, "prediction refused"))
+            raise InvalidInput(refusal(foreign, self.shards, "prediction refused", len(foreign) < len(set(keys))))
         puid = request_puid(message)
 
         def read(state: KeyedState):
@@ -258,7 +259,8 @@ class KeyedRiverModel(StockWrapperSupport):
             if read.for_a_sibling() and len(foreign) == len(set(keys)):
                 # Sent to every shard (it names no routing): the shard owning the keys learns it.
                 return self._ack(self.replica.position, read, [], {LEARNED_TAG: 0})
-            raise InvalidInput(refusal(foreign, self.shards, "feedback refused, nothing was learned"))
+            raise InvalidInput(refusal(foreign, self.shards, "feedback refused, nothing was learned",
+                                       len(foreign) < len(set(keys))))
         truth = read.truth
         values = self.truth_check.check_truth(payload.read_values(truth, "truth"), len(rows)) if read.has_truth else None
         self.replica.read(lambda state: self._check_keys(state, keys))
@@ -415,6 +417,8 @@ class KeyedRiverModel(StockWrapperSupport):
 
     def _tags(self, position: int, described: dict | None) -> dict:
         tags = {"seldon_river_model": self.metadata.name, "seldon_river_position": position}
+        if self.shards.sharded:
+            tags[SHARD_TAG] = self.shards.index
         if described is not None:
             tags[KEYS_TAG] = described
         return tags

@@ -72,6 +72,26 @@ def test_the_router_and_the_shards_read_the_same_key():
         ["data"]["ndarray"] == [[shard_of(key, SHARDS)]]
 
 
+def test_the_router_refuses_nothing_itself_and_says_why_in_python():
+    # Seldon's orchestrator hides a router's error message (REST) or fails on it (gRPC): the
+    # shard a request goes to refuses it instead, so route never raises.
+    router = KeyRouter(shards=SHARDS, key_feature=KEY)
+    rows = rows_of(Sales(20, seed=1).day())
+    first = next(r for r in rows if shard_of(r[KEY], SHARDS) == 1)
+    other = next(r for r in rows if shard_of(r[KEY], SHARDS) == 0)
+    assert router.route_raw({"jsonData": [first, other]})["data"]["ndarray"] == [[1]]
+    for unreadable in ({"jsonData": [{"price": 1.0}]}, {"strData": "x"}, {"jsonData": [{KEY: None}]}):
+        assert router.route_raw(unreadable)["data"]["ndarray"] == [[0]]
+    with pytest.raises(Exception, match="the request.s rows belong to 2 shards .rows 0 .* to shard 1; rows 1 .* to shard 0"):
+        router.shard_for({"jsonData": [first, other]})
+    with pytest.raises(Exception, match="row 0 has no key: expected the feature 'product_id'"):
+        router.keys_of({"jsonData": [{"price": 1.0}]})
+    with pytest.raises(ValueError, match="exactly one of them"):
+        KeyRouter(shards=2)
+    with pytest.raises(ValueError, match="shards is required"):
+        KeyRouter(key_feature=KEY)
+
+
 # -- shards served -------------------------------------------------------------------------------
 @pytest.fixture
 def listed_folder(tmp_path):

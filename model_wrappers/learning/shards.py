@@ -97,15 +97,23 @@ class Shards:
         return {"shards": self.count, "shard": self.index}
 
 
-def refusal(foreign: dict[str, int], shards: Shards, where: str) -> str:
-    """The message a shard refuses keys of other shards with: which keys, and who owns them."""
+def refusal(foreign: dict[str, int], shards: Shards, where: str, mixed: bool = False) -> str:
+    """The message a shard refuses keys of other shards with: which keys, and who owns them.
+
+    ``mixed``: the request also has keys of this shard (its rows belong to several shards).
+    """
     shown = ", ".join(f"{key!r} belongs to shard {owner}" for key, owner in list(foreign.items())[:5])
     if len(foreign) > 5:
         shown += f" (and {len(foreign) - 5} more keys of other shards)"
+    rule = f"this is shard {shards.index} of {shards.count} (a key belongs to shard crc32(key) % {shards.count})"
+    if mixed:
+        return (
+            f"{where}: the request's rows belong to several shards: {shown}; {rule}. A request is served "
+            "by the one shard that owns its keys: send the rows of each shard in a request of their own"
+        )
     return (
-        f"{where}: {shown}; this is shard {shards.index} of {shards.count} (a key belongs to shard "
-        f"crc32(key) % {shards.count}). Send each key to the shard that owns it, or send requests "
-        "through the KeyRouter in front of the shards"
+        f"{where}: {shown}; {rule}. Send each key to the shard that owns it, or send requests through "
+        "the KeyRouter in front of the shards"
     )
 
 

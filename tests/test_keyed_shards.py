@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import dill
+import requests
 import grpc
 import pytest
 from seldon_core.utils import json_to_feedback, json_to_seldon_message
@@ -202,3 +203,32 @@ def test_one_shard_predicts_as_the_unsharded_model_for_its_keys(services, tmp_pa
     for i, shard in enumerate(shards):
         indexes = [j for j, r in enumerate(rows) if shard_of(r[KEY], SHARDS) == i]
         assert predictions(shard, [rows[j] for j in indexes]) == pytest.approx([expected[j] for j in indexes], rel=1e-12)
+
+
+# -- seldon-river run on manifests/keyed-sharded.yaml ----------------------------------------------
+def test_seldon_river_run_serves_the_sharded_manifest(runs, tmp_path):
+    from local_run import MANIFESTS, read_manifest
+
+    manifest = MANIFESTS / "keyed-sharded.yaml"
+    shards = [n.name for n in read_manifest(manifest).predictor.graph.walk() if n.type == "MODEL"]
+    assert shards == ["sales-shard-0", "sales-shard-1"]
+    for name in shards:
+        export_case(tmp_path / "models" / name)
+    run = runs.start(manifest, tmp_path)
+    rows = rows_of(Sales(16, seed=2).day())
+    url = f"{run.url}/api/v1.0"
+    for owner in (0, 1):
+        row = next(r for r in rows if shard_of(r[KEY], SHARDS) == owner)
+        before = [run.status(n)["metrics"]["learned"] for n in shards]
+        reply = requests.post(f"{url}/predictions", json={"jsonData": [row]}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["meta"]["routing"]["key-router"] == owner
+        assert reply.json()["meta"]["tags"]["seldon_river_shard"] == owner
+        fb = requests.post(f"{url}/feedback", json={"request": {"jsonData": [row]}, "response": reply.json(),
+                                                    "truth": {"jsonData": [4.0]}}, timeout=30)
+        assert fb.status_code == 200, fb.text
+        before[owner] += 1
+        assert [run.status(n)["metrics"]["learned"] for n in shards] == before
+    mixed = [next(r for r in rows if shard_of(r[KEY], SHARDS) == i) for i in (0, 1)]
+    refused = requests.post(f"{url}/predictions", json={"jsonData": mixed}, timeout=30)
+    assert refused.status_code == 400 and "the request's rows belong to several shards" in refused.text, refused.text

@@ -54,4 +54,8 @@ bench-kafka: ## Durable feedback through Kafka beside SQLite and Redis; writes b
 	bash scripts/kafka.sh ensure
 	$(PY) -m benchmarks.kafka_log
 
-.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench reliability bench-kafka
+bench-sharded: ## Keyed models over 1, 2 and 4 shards (RSS per shard, requests/s); the keyed_sharded key of benchmarks/results.json
+	bash scripts/setup-python.sh main
+	$(PY) -m benchmarks.keyed --sharded --out benchmarks/results.json
+
+.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench reliability bench-kafka bench-sharded

@@ -506,8 +506,9 @@ def test_s2i_settings_name_a_component_and_its_parameters(source):
         assert env.get(key), f"{source}/.s2i/environment: {key} is missing (Seldon's python builder needs it)"
     assert env["API_TYPE"] in ("REST", "GRPC")
     assert env["PERSISTENCE"] == "0", "PERSISTENCE has been ignored since Seldon 1.8; 0 says so"
-    assert CLASSES.get(env["SERVICE_TYPE"]) == env["MODEL_NAME"], (
-        f"{source.name}: SERVICE_TYPE {env['SERVICE_TYPE']} runs {CLASSES.get(env['SERVICE_TYPE'])}, not {env['MODEL_NAME']}"
+    allowed = (CLASSES.get(env["SERVICE_TYPE"]), *ALSO.get(env["SERVICE_TYPE"], ()))
+    assert env["MODEL_NAME"] in allowed, (
+        f"{source.name}: SERVICE_TYPE {env['SERVICE_TYPE']} runs one of {allowed}, not {env['MODEL_NAME']}"
     )
     from seldon_core.microservice import parse_parameters
 

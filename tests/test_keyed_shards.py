@@ -232,3 +232,25 @@ def test_seldon_river_run_serves_the_sharded_manifest(runs, tmp_path):
     mixed = [next(r for r in rows if shard_of(r[KEY], SHARDS) == i) for i in (0, 1)]
     refused = requests.post(f"{url}/predictions", json={"jsonData": mixed}, timeout=30)
     assert refused.status_code == 400 and "the request's rows belong to several shards" in refused.text, refused.text
+
+
+def test_a_shard_restarts_from_its_own_checkpoint_and_log(services, listed_folder, tmp_path):
+    folder, ids = listed_folder
+    state_uri = f"sqlite:///{tmp_path}/state.db"
+    shards = start_shards(services, folder, tmp_path, state_uri, checkpoint_every=2)
+    rows = rows_of(Sales(30, seed=5).day())
+    mine = [r for r in rows if shard_of(r[KEY], SHARDS) == 1]
+    for row in mine[:5]:  # positions 1..5: checkpoints at 2 and 4, one event after them
+        assert shards[1].feedback({"request": {"jsonData": [row]}, "truth": {"jsonData": [3.0]}}).ok
+    expected = predictions(shards[1], mine)
+    before = shards[1].status()
+    shards[1].kill9()
+    again = keyed_service(services, folder, tmp_path, state_uri, name="again", shards=SHARDS, shard=1,
+                          checkpoint_every=2)
+    status = again.status()
+    assert status["replica"]["restored_from"] == 4 and status["replica"]["replayed_at_start"] == 1
+    assert status["replica"]["log_name"] == before["replica"]["log_name"]
+    assert status["metrics"]["learned"] == 5 and status["metrics"]["keys"] == before["metrics"]["keys"]
+    assert predictions(again, mine) == pytest.approx(expected, rel=1e-12)
+    # The other shard's log and keys were never touched.
+    assert shards[0].status()["replica"]["position"] == 0

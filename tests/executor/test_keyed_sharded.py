@@ -104,6 +104,21 @@ def test_label_only_feedback_is_learned_once_by_the_owner(graph, rows, with_rout
         assert learned(graph) == expected, (owner, fb.text)
 
 
+def test_a_feedback_with_the_request_and_no_routing_is_learned_once_by_the_owner(graph, rows):
+    # With no routing the orchestrator sends it to both shards; the one owning none of its keys
+    # acknowledges it without learning.
+    _, by_shard = rows
+    url = f"http://127.0.0.1:{graph.http}/api/v1.0/feedback"
+    for owner in (0, 1):
+        row = by_shard[owner][6]
+        before = learned(graph)
+        fb = requests.post(url, json={"request": {"jsonData": [row]}, "truth": {"jsonData": [1.0]}}, timeout=30)
+        assert fb.status_code == 200, fb.text
+        expected = list(before)
+        expected[owner] += 1
+        assert learned(graph) == expected, (owner, fb.text)
+
+
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_a_request_spanning_both_shards_is_refused_and_nothing_is_learned(graph, rows, transport):
     _, by_shard = rows

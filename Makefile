@@ -58,4 +58,8 @@ bench-live: ## Predictions with and without the live view's streams open; writes
 	bash scripts/setup-python.sh main
 	$(PY) -m benchmarks.live_view
 
-.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench reliability bench-kafka bench-live
+bench-sharded: ## Keyed models over 1, 2 and 4 shards (RSS per shard, requests/s); the keyed_sharded key of benchmarks/results.json
+	bash scripts/setup-python.sh main
+	$(PY) -m benchmarks.keyed --sharded --out benchmarks/results.json
+
+.PHONY: help install test demo lint images s2i chart crd deploy undeploy bench reliability bench-kafka bench-live bench-sharded

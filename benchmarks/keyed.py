@@ -19,6 +19,13 @@ Figures (all stored under ``out["keyed"]``):
   project's server (one process) and on ``seldon-core-microservice`` (a REST and a gRPC process).
 
 Run ``python -m benchmarks.keyed --keys 2000`` for a quick look; the default is the M5 size.
+
+``--sharded`` measures keyed models sharded by key instead (figures under ``out["keyed_sharded"]``,
+merged into an existing ``--out`` file): for 1 (unsharded), 2 and 4 shards, each shard in a fresh
+process of its own, as its own pod runs it: RSS after ``load()``, after touching its keys and after
+a day of feedback for its keys, and predict requests/s (1 row; 100 rows of its keys) in process;
+the key router's ``route`` requests/s; and RSS per shard at M5 size extrapolated from the
+measured per-key memory. ``make bench-sharded`` runs it at ``SHARDED_KEYS`` products.
 """
 
 from __future__ import annotations
@@ -270,9 +277,128 @@ def restore(workdir: Path, mode: str, keys: int, lru_keys: int) -> dict:
     return figures
 
 
-def in_subprocess(workdir: Path, mode: str, keys: int, lru_keys: int, warm_days: int) -> dict:
+SHARD_COUNTS = (1, 2, 4)
+SHARDED_KEYS = 6000  # small enough for about two minutes on a 2-core machine
+
+
+def shard(workdir: Path, keys: int, warm_days: int, shards: int, index: int) -> dict:
+    """One shard in a fresh process, as its pod runs it: its keys only, then a day of their feedback."""
+    from model_wrappers.keyed_model import KeyedRiverModel
+    from model_wrappers.learning.shards import Shards
+    from model_wrappers.synthetic import Sales
+
+    owner = Shards(shards, index)
+    figures: dict = {"shards": shards, "shard": index, "rss_at_start": rss_mb()}
+    model = KeyedRiverModel(model_uri=str(workdir / "model"), state_uri=f"sqlite:///{workdir}/sharded-{shards}.db",
+                            checkpoint_every=10**9, shards=shards, shard=index)
+    figures["load_s"], _ = timed(model.load)
+    figures["rss_after_load"] = rss_mb()
+    sales = Sales(keys, seed=SEED)
+    for _ in sales.days(warm_days):
+        pass
+    day = sales.day()
+    mine = [i for i, pid in enumerate(day.ids) if owner.owns(pid)]
+    rows = jsonable_rows(day)
+    rows, truth = [rows[i] for i in mine], [day.sales[i] for i in mine]
+    figures["keys_owned"] = len(rows)
+
+    def touch_all():
+        for batch in in_batches(rows, 1000):
+            model.predict_raw({"jsonData": batch})
+
+    figures["touch_own_keys_s"], _ = timed(touch_all)
+    figures["rss_after_touch"] = rss_mb()
+    rnd = random.Random(SEED)
+    order = list(range(len(rows)))
+    rnd.shuffle(order)
+    batches = [feedback_proto([rows[i] for i in part], [truth[i] for i in part]) for part in in_batches(order, 500)]
+
+    def whole_day():
+        for fb in batches:
+            model.send_feedback_raw(fb)
+
+    figures["feedback_day_s"], _ = timed(whole_day)
+    figures["rss_after_day"] = rss_mb()
+    status = model.status()
+    figures["keys_loaded"] = status["metrics"]["keys_loaded"]
+    figures["learned"] = status["metrics"]["learned"]
+    figures["log_name"] = status["replica"]["log_name"]
+    gc.collect()
+    nxt = jsonable_rows(sales.day())
+    nxt = [r for r in nxt if owner.owns(r[KEY])]
+    ones = [{"jsonData": [r]} for r in rnd.sample(nxt, min(len(nxt), 5000))]
+    hundred = [{"jsonData": rnd.sample(nxt, min(100, len(nxt)))} for _ in range(200)]
+    runs = {"1_row": [], "100_rows": []}
+    for _ in range(ROUNDS):
+        runs["1_row"].append(rate(model.predict_raw, ones, seconds=1.0))
+        runs["100_rows"].append(rate(model.predict_raw, hundred, seconds=1.0, rows=100))
+    for what, results in runs.items():
+        figures[f"predict_{what}"] = {"rps": statistics.median(r["rps"] for r in results),
+                                      "rows_per_s": statistics.median(r["rows_per_s"] for r in results)}
+    return figures
+
+
+def route_rate(keys: int, shards: int) -> dict:
+    """The key router's ``route`` on 1-row requests, in process."""
+    from model_wrappers.key_router import KeyRouter
+    from model_wrappers.synthetic import Sales
+
+    router = KeyRouter(shards=shards, key_feature=KEY)
+    router.load()
+    rows = jsonable_rows(Sales(keys, seed=SEED).day())
+    bodies = [{"jsonData": [r]} for r in random.Random(SEED).sample(rows, min(len(rows), 5000))]
+    return {"route_1_row_rps": statistics.median(rate(router.route_raw, bodies, seconds=1.0)["rps"]
+                                                 for _ in range(ROUNDS))}
+
+
+def sharded(out: dict, keys: int = SHARDED_KEYS, warm_days: int = 28, workdir: str | None = None) -> None:
+    """Measure 1, 2 and 4 shards and store the figures in ``out["keyed_sharded"]`` (also printed)."""
+    from model_wrappers.synthetic import M5_PRODUCTS
+
+    figures: dict = {"keys": keys, "candidates": 2, "warm_days": warm_days, "shard_counts": list(SHARD_COUNTS)}
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="seldon-river-sharded-", dir=workdir) as tmp:
+        folder = Path(tmp)
+        figures["build"] = build(folder, keys, warm_days)
+        print(json.dumps({"build": figures["build"]}), flush=True)
+        for count in SHARD_COUNTS:
+            per_shard = []
+            for index in range(count):
+                result = in_subprocess(folder, "shard", keys, 0, warm_days, ["--shards", str(count), "--shard", str(index)])
+                print(json.dumps({f"shards_{count}": result}), flush=True)
+                per_shard.append(result)
+            figures[f"shards_{count}"] = {
+                "per_shard": per_shard,
+                "keys_per_shard": [r["keys_owned"] for r in per_shard],
+                "rss_after_day_mb": [r["rss_after_day"]["rss_mb"] for r in per_shard],
+                "max_rss_after_day_mb": max(r["rss_after_day"]["rss_mb"] for r in per_shard),
+                "predict_1_row_rps_per_shard": [r["predict_1_row"]["rps"] for r in per_shard],
+                # Each shard is a pod of its own: with the keys' traffic spread like the keys, the
+                # deployment serves the sum (measured one shard at a time, each alone on the machine).
+                "predict_1_row_rps_all_shards": round(sum(r["predict_1_row"]["rps"] for r in per_shard), 1),
+                **route_rate(keys, count),
+            }
+    whole = figures["shards_1"]["per_shard"][0]
+    base = whole["rss_after_load"]["rss_mb"]
+    per_key_kb = (whole["rss_after_day"]["rss_mb"] - base) * 1024 / keys
+    figures["rss_per_key_kb"] = round(per_key_kb, 1)
+    figures["m5_estimate"] = {
+        "keys": M5_PRODUCTS,
+        "rss_after_day_mb_per_shard": {str(n): round(base + per_key_kb * M5_PRODUCTS / n / 1024, 0)
+                                       for n in SHARD_COUNTS},
+        "rule": "RSS after load() of the folder + measured memory per key x keys per shard",
+    }
+    figures["elapsed_s"] = round(time.perf_counter() - began, 1)
+    out["keyed_sharded"] = figures
+    print(json.dumps({"summary": {f"shards_{n}": {k: v for k, v in figures[f"shards_{n}"].items() if k != "per_shard"}
+                                  for n in SHARD_COUNTS} | {"m5_estimate": figures["m5_estimate"],
+                                                            "elapsed_s": figures["elapsed_s"]}}), flush=True)
+
+
+def in_subprocess(workdir: Path, mode: str, keys: int, lru_keys: int, warm_days: int,
+                  extra: list[str] | None = None) -> dict:
     command = [sys.executable, "-m", "benchmarks.keyed", "--phase", mode, "--workdir", str(workdir),
-               "--keys", str(keys), "--lru-keys", str(lru_keys), "--warm-days", str(warm_days)]
+               "--keys", str(keys), "--lru-keys", str(lru_keys), "--warm-days", str(warm_days), *(extra or [])]
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run(command, capture_output=True, text=True, cwd=repo, timeout=3600)
     if done.returncode != 0:
@@ -454,7 +580,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=None,
                         help="also measure through seldon-core-microservice (default: inside the test netns)")
     parser.add_argument("--out", help="write the figures to this JSON file")
-    parser.add_argument("--phase", choices=["serve", "lazy", "preload", "lru"], help=argparse.SUPPRESS)
+    parser.add_argument("--sharded", action="store_true",
+                        help=f"measure 1, 2 and 4 shards (default {SHARDED_KEYS} products); merged into --out")
+    parser.add_argument("--phase", choices=["serve", "lazy", "preload", "lru", "shard"], help=argparse.SUPPRESS)
+    parser.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase:
@@ -463,11 +593,21 @@ def main(argv: list[str] | None = None) -> int:
 
         keys = args.keys or M5_PRODUCTS
         workdir = Path(args.workdir)
-        if args.phase == "serve":
+        if args.phase == "shard":
+            result = shard(workdir, args.keys, args.warm_days, args.shards, args.shard)
+        elif args.phase == "serve":
             result = serve(workdir, keys, args.warm_days)
         else:
             result = restore(workdir, args.phase, keys, args.lru_keys)
         print(json.dumps(result))
+        return 0
+    if args.sharded:
+        # Its own key in the results file the keyed figures are in; the other sections stay.
+        path = Path(args.out) if args.out else None
+        out = json.loads(path.read_text()) if path and path.exists() else {}
+        sharded(out, keys=args.keys or SHARDED_KEYS, warm_days=args.warm_days)
+        if path:
+            path.write_text(json.dumps(out, indent=1, default=str) + "\n")  # as benchmarks.run writes it
         return 0
     out: dict = {}
     run(out, keys=args.keys, warm_days=args.warm_days, lru_keys=args.lru_keys, with_http=args.http)

@@ -2,7 +2,7 @@
 
 ``seldon-core-microservice model_wrappers.RiverModel --service-type MODEL`` (and likewise
 ``BanditRouter`` as a ROUTER, ``OutlierDetector`` as a TRANSFORMER, ``KeyedRiverModel`` as a
-MODEL) imports this package and
+MODEL, ``KeyRouter`` as the ROUTER over a keyed model's shards) imports this package and
 looks the class up by name; the classes are imported on first use.
 """
 
@@ -17,6 +17,7 @@ _COMPONENTS = {
     "BanditRouter": "model_wrappers.bandit_router",
     "OutlierDetector": "model_wrappers.outlier_detector",
     "KeyedRiverModel": "model_wrappers.keyed_model",
+    "KeyRouter": "model_wrappers.key_router",
 }
 
 __all__ = list(_COMPONENTS)

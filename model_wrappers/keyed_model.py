@@ -27,6 +27,12 @@ every process applies in the same order.
 
 A key that is missing from a request, or unknown while creating keys is switched off, is
 refused with 400 (gRPC ``INVALID_ARGUMENT``) before anything is predicted or learned.
+
+Sharded (``shards`` > 1, ``shard`` its index): the component holds, learns and checkpoints only
+the keys it owns (:mod:`model_wrappers.learning.shards`), under a learning log of its own, and
+refuses a request, or a feedback routed to it, that names another shard's key, saying which
+shard owns it. A :class:`~model_wrappers.key_router.KeyRouter` in front of the shards sends each
+request to its owner.
 """
 
 from __future__ import annotations
@@ -41,11 +47,12 @@ from .adapter_support import (
 )
 from .artifact import ArtifactError, Feature, read_metadata
 from .checks import meta_of
-from .config import StateSettings, fingerprint
+from .config import StateSettings, fingerprint, unit_id
 from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
 from .keyed_artifact import KeyedModel, key_text, load_keyed, read_keyed_metadata
 from .learning.keyed import KeyedState, Selection
 from .learning.model import ModelState
+from .learning.shards import ShardOrigin, Shards, refusal
 from .log import LogUnavailable
 from .log.keystore import open_keystore
 from .log.replica import Replica, state_hint
@@ -55,6 +62,7 @@ from .stock_wrapper import StockWrapperSupport
 logger = logging.getLogger(__name__)
 
 KEYS_TAG = "seldon_river_keys"
+SHARD_TAG = "seldon_river_shard"
 DEFAULT_PAGE = 1000
 
 
@@ -81,8 +89,15 @@ class KeyedRiverModel(StockWrapperSupport):
         Override the folder's selection rule (see :class:`~model_wrappers.learning.keyed.Selection`).
     key_tags
         Whether predict and feedback replies describe the request's keys in ``meta.tags``.
+    shards, shard
+        Sharding: the keys are split over ``shards`` components, and this one serves the keys of
+        index ``shard`` (0 to ``shards - 1``) only; its learning log is named after it
+        (``<state name>-shard-<shard>-of-<shards>``). Default: one shard, every key.
     state_uri, state_name, checkpoint_every, max_staleness_ms, label_ttl_seconds, label_capacity, routed
-        As for :class:`~model_wrappers.river_model.RiverModel`.
+        As for :class:`~model_wrappers.river_model.RiverModel`. Under a
+        :class:`~model_wrappers.key_router.KeyRouter`, set ``routed``: a feedback that reaches
+        every shard (it names no routing) is then acknowledged without learning by the shards
+        that own none of its keys.
 
     """
 
@@ -104,6 +119,8 @@ class KeyedRiverModel(StockWrapperSupport):
         label_ttl_seconds: int = 86400,
         label_capacity: int = 100_000,
         routed: bool = False,
+        shards: int = 1,
+        shard: int = 0,
     ):
         # Connections and learned state are made in load(), which runs in every forked process.
         self.model_uri = model_uri
@@ -124,6 +141,7 @@ class KeyedRiverModel(StockWrapperSupport):
         self.label_ttl = float(label_ttl_seconds)
         self.label_capacity = int(label_capacity)
         self.routed = bool(routed)
+        self.shards = Shards(shards, shard)
         self.replica: Replica | None = None
         self._gauges = GaugeReport()
         if self.key_feature and self.key_tag:
@@ -163,12 +181,18 @@ class KeyedRiverModel(StockWrapperSupport):
         # The log starts over when what the state is built from changes: the folder or the rule.
         version = fingerprint({"model": meta.sha256, "keys": keyed.keys_sha256,
                                "metric": selection.metric, "min_observations": selection.min_observations})
-        settings = StateSettings.resolve(meta.name, version, **self.state_options)
+        options = dict(self.state_options)
+        if self.shards.sharded:
+            # One log per shard: a shard replays only its own events after losing its pod.
+            options["state_name"] = (options["state_name"] or unit_id(meta.name)) + self.shards.state_suffix()
+        settings = StateSettings.resolve(meta.name, version, **options)
         try:
             store = open_keystore(settings.uri, settings.name)
         except LogUnavailable as exc:
             raise RuntimeError(state_hint(exc)) from None
-        options = dict(origin=model, task=meta.task, classes=meta.classes, selection=selection,
+        origin = ShardOrigin(model, self.shards) if self.shards.sharded else model
+        self.origin = origin
+        options = dict(origin=origin, task=meta.task, classes=meta.classes, selection=selection,
                        store=store, capacity=self.capacity)
         self.store = store
         self.replica = Replica.started(
@@ -184,7 +208,7 @@ class KeyedRiverModel(StockWrapperSupport):
         gc.freeze()
         logger.info(
             "loaded keyed %s (%s, %d listed keys, candidates %s) at log position %d, %d events replayed, "
-            "%d keys preloaded", meta.name, meta.task, len(model.listed), ", ".join(model.candidates),
+            "%d keys preloaded", meta.name, meta.task, len(origin.listed), ", ".join(model.candidates),
             self.replica.position, self.replica.replayed, preloaded,
         )
 
@@ -195,6 +219,9 @@ class KeyedRiverModel(StockWrapperSupport):
         message = payload.to_dict(request)
         batch = self.schema.read(message)
         keys, rows = self._split(message, batch.rows)
+        foreign = self.shards.foreign(keys)
+        if foreign:
+            raise InvalidInput(refusal(foreign, self.shards, "prediction refused", len(foreign) < len(set(keys))))
         puid = request_puid(message)
 
         def read(state: KeyedState):
@@ -227,6 +254,13 @@ class KeyedRiverModel(StockWrapperSupport):
             if not read.for_a_sibling():
                 raise
             return self._ack(self.replica.position, read, [], {LEARNED_TAG: 0})
+        foreign = self.shards.foreign(keys)
+        if foreign:
+            if read.for_a_sibling() and len(foreign) == len(set(keys)):
+                # Sent to every shard (it names no routing): the shard owning the keys learns it.
+                return self._ack(self.replica.position, read, [], {LEARNED_TAG: 0})
+            raise InvalidInput(refusal(foreign, self.shards, "feedback refused, nothing was learned",
+                                       len(foreign) < len(set(keys))))
         truth = read.truth
         values = self.truth_check.check_truth(payload.read_values(truth, "truth"), len(rows)) if read.has_truth else None
         self.replica.read(lambda state: self._check_keys(state, keys))
@@ -273,6 +307,7 @@ class KeyedRiverModel(StockWrapperSupport):
                 "task": meta.task, "sha256": meta.sha256, "keyed": "true",
                 "candidates": ",".join(keyed.candidates), "keys": str(keyed.keys_count),
                 "key": f"feature {key_feature}" if key_feature else f"tag {self.key_tag}",
+                "shards": str(self.shards.count), "shard": str(self.shards.index),
             },
         }
 
@@ -285,12 +320,13 @@ class KeyedRiverModel(StockWrapperSupport):
             "keyed": {
                 "key": {"feature": self.key_feature} if self.key_feature else {"tag": self.key_tag},
                 "candidates": list(self.model.candidates),
-                "listed_keys": len(self.model.listed),
+                "listed_keys": len(self.origin.listed),
                 "create_keys": self.create_keys,
                 "max_keys_in_memory": self.capacity,
                 "selection": {"metric": self.selection.metric, "min_observations": self.selection.min_observations},
                 "last_checkpoint": checkpoint,
                 "store": self.store.describe(),
+                **self.shards.describe(),
             },
             "metrics": figures,
             "replica": self.replica.status(),
@@ -381,6 +417,8 @@ class KeyedRiverModel(StockWrapperSupport):
 
     def _tags(self, position: int, described: dict | None) -> dict:
         tags = {"seldon_river_model": self.metadata.name, "seldon_river_position": position}
+        if self.shards.sharded:
+            tags[SHARD_TAG] = self.shards.index
         if described is not None:
             tags[KEYS_TAG] = described
         return tags

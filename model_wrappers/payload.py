@@ -242,6 +242,14 @@ def _table(message: dict) -> tuple[list[str] | None, list, str]:
     raise InvalidInput("expected data.ndarray or data.tensor in data")
 
 
+def table(message: dict) -> tuple[list[str] | None, list, str]:
+    """A request's rows as sent, unchecked: ``(data.names or None, rows as lists or dicts, kind)``.
+
+    For components that read one column and no model schema (the KeyRouter reads the key).
+    """
+    return _table(message)
+
+
 class Schema:
     """The features a model expects; reads and validates request batches against them.
 

@@ -22,6 +22,18 @@ def manifest_paths() -> list[Path]:
     return sorted(MANIFESTS.glob("*.yaml"))
 
 
+def phishing_manifests() -> list[Path]:
+    """The manifests whose models are RiverModels, which the tests over every manifest serve
+    Phishing rows; a keyed manifest has tests of its own (tests/test_keyed_shards.py)."""
+    from model_wrappers.local.plan import KEYED_MODEL
+
+    def keyed(path: Path) -> bool:
+        containers = read_manifest(path).predictor.containers.values()
+        return any(c.env.get("MODEL_NAME") == KEYED_MODEL for c in containers)
+
+    return [p for p in manifest_paths() if not keyed(p)]
+
+
 def read_manifest(path: Path):
     from model_wrappers.local.manifest import read_deployment
 

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import requests
 
-from local_run import MANIFESTS, Run, export_models, manifest_paths, read_manifest, wait_gone
+from local_run import (
+    MANIFESTS, Run, export_models, manifest_paths, phishing_manifests, read_manifest, wait_gone,
+)
 from support import (
     PHISHING_FEATURES,
     REPO,
@@ -46,7 +48,7 @@ def test_the_repository_has_manifests():
                                                    "full-graph.yaml"}
 
 
-@pytest.mark.parametrize("manifest", manifest_paths(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("manifest", phishing_manifests(), ids=lambda p: p.stem)
 def test_manifest_serves_seldon_clients_and_learns_from_feedback(runs, tmp_path, manifest):
     nodes = export_models(manifest, tmp_path / "models")
     run = runs.start(manifest, tmp_path)

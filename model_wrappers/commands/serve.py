@@ -21,6 +21,7 @@ COMPONENTS = {
     "model": ("model_wrappers.RiverModel", "MODEL"),
     "keyed": ("model_wrappers.KeyedRiverModel", "MODEL"),
     "router": ("model_wrappers.BanditRouter", "ROUTER"),
+    "key-router": ("model_wrappers.KeyRouter", "ROUTER"),
     "detector": ("model_wrappers.OutlierDetector", "TRANSFORMER"),
 }
 

@@ -33,12 +33,16 @@ from .manifest import Deployment, ManifestError, Node
 RIVER_MODEL = "model_wrappers.RiverModel"
 ROUTER = "model_wrappers.BanditRouter"
 DETECTOR = "model_wrappers.OutlierDetector"
-# Classes of this package; they take the state_uri parameter (and RiverModel model_uri).
+KEYED_MODEL = "model_wrappers.KeyedRiverModel"
+# Classes of this package; they take the state_uri parameter (and the models model_uri).
 STATEFUL = {
     RIVER_MODEL: "model_wrappers.river_model.RiverModel",
+    KEYED_MODEL: "model_wrappers.keyed_model.KeyedRiverModel",
     ROUTER: "model_wrappers.bandit_router.BanditRouter",
     DETECTOR: "model_wrappers.outlier_detector.OutlierDetector",
 }
+# The classes that serve a model folder (model_uri).
+MODELS = (RIVER_MODEL, KEYED_MODEL)
 PARAMETER_TYPES = ("INT", "FLOAT", "DOUBLE", "STRING", "BOOL")
 # What the seldon-river image runs when a container sets no MODEL_NAME / SERVICE_TYPE.
 IMAGE_DEFAULT = (RIVER_MODEL, "MODEL")
@@ -165,14 +169,14 @@ def state_uri_for(node: Node, state_dir: Path, forced: str | None,
 
 
 def river_model_nodes(deployment: Deployment) -> list[str]:
-    """Names of the graph nodes that run a RiverModel (and so need a model folder), in graph order."""
+    """Names of the graph nodes that serve a model folder (RiverModel, KeyedRiverModel), in graph order."""
     out = []
     for node in deployment.predictor.graph.walk():
         container = deployment.predictor.containers.get(node.name)
         if container is None or not graph.needs_process(node):
             continue
         class_path = container.env.get("MODEL_NAME") or (IMAGE_DEFAULT[0] if node.type in (None, "MODEL") else "")
-        if _canonical(class_path) == RIVER_MODEL:
+        if _canonical(class_path) in MODELS:
             out.append(node.name)
     return out
 
@@ -246,7 +250,7 @@ def plan(
         parameters = [dict(p) for p in node.parameters]
         folder = None
         canonical = _canonical(class_path)
-        if canonical == RIVER_MODEL:
+        if canonical in MODELS:
             folder = model_folder(node, models, models_dir, IMAGE_PATHS + container.mounts)
             parameters = _with(parameters, "model_uri", str(folder))
         if canonical in STATEFUL:

@@ -124,10 +124,20 @@ def test_notes_tell_how_to_predict_and_feed_back(example, tmp_path):
           "router": {"enabled": False}}, "key_feature"),
         ({"models": [{"name": "m", "modelUri": "s3://b/m", "keyed": True, "parameters": {"selection_metric": "f1"}}],
           "router": {"enabled": False}}, "selection_metric"),
+        ({"sharding": {"enabled": True}, "router": {"enabled": False},
+          "models": [{"name": "m", "modelUri": "s3://b/m", "keyed": True, "parameters": {"key_feature": "k"}}],
+          "state": {"backend": "sqlite"}, "replicas": 1}, "set state.backend=redis"),
+        ({"sharding": {"enabled": True},
+          "models": [{"name": "m", "modelUri": "s3://b/m", "keyed": True, "parameters": {"key_feature": "k"}}]},
+          "set router.enabled=false and exactly one keyed model"),
+        ({"sharding": {"enabled": True}, "router": {"enabled": False},
+          "models": [{"name": "m", "modelUri": "s3://b/m", "keyed": True}]}, "exactly one of key_feature or key_tag"),
+        ({"sharding": {"enabled": True, "shards": 1}}, "/sharding/shards"),
     ],
     ids=["unknown-policy", "unknown-model-parameter", "quantile-out-of-range", "sqlite-with-replicas",
          "two-models-without-router", "repeated-node-name", "unknown-backend", "rclone-setting-not-rclone",
-         "password-secret-not-a-name", "keyed-parameter-on-a-plain-model", "unknown-keyed-selection-metric"],
+         "password-secret-not-a-name", "keyed-parameter-on-a-plain-model", "unknown-keyed-selection-metric",
+         "sharding-on-sqlite", "sharding-under-the-bandit", "sharding-without-a-key", "one-shard"],
 )
 def test_bad_values_are_refused_with_the_reason(values, message, tmp_path):
     file = tmp_path / "values.yaml"
@@ -209,3 +219,31 @@ def test_a_keyed_model_alone_is_not_routed(tmp_path):
 
 
 PYTHON_VALUE = {"BOOL": lambda v: v == "true", "INT": int, "FLOAT": float, "STRING": str}
+
+
+def test_sharding_renders_a_key_router_over_n_shards_each_in_a_pod_of_its_own(tmp_path):
+    values = yaml.safe_load((CHART / "examples" / "keyed-sharded.yaml").read_text())
+    values["sharding"]["shards"] = 4
+    file = tmp_path / "values.yaml"
+    file.write_text(yaml.safe_dump(values))
+    found = objects(template("river", "-f", str(file)).stdout)
+    sdep = next(doc for (kind, _), doc in found.items() if kind == "SeldonDeployment")
+    predictor = sdep["spec"]["predictors"][0]
+    graph = predictor["graph"]
+    assert (graph["name"], graph["type"]) == ("key-router", "ROUTER")
+    assert {p["name"]: p["value"] for p in graph["parameters"]} == {"key_feature": "product_id", "shards": "4"}
+    children = graph["children"]
+    assert [c["name"] for c in children] == [f"sales-shard-{i}" for i in range(4)]
+    for i, child in enumerate(children):
+        params = {p["name"]: p["value"] for p in child["parameters"]}
+        assert (params["shards"], params["shard"], params["routed"]) == ("4", str(i), "true"), params
+        assert params["key_feature"] == "product_id" and params["state_uri"].startswith("redis://")
+        assert child["modelUri"] == values["models"][0]["modelUri"]
+    # The router's pod, then one pod per shard, each downloading the folder for its shard alone.
+    specs = predictor["componentSpecs"]
+    assert [[c["name"] for c in s["spec"]["containers"]] for s in specs] == [["key-router"]] + [
+        [f"sales-shard-{i}"] for i in range(4)]
+    assert [[c["name"] for c in s["spec"].get("initContainers", [])] for s in specs[1:]] == [
+        [f"sales-shard-{i}-model-initializer"] for i in range(4)]
+    env = {e["name"]: e["value"] for e in predictor["svcOrchSpec"]["env"]}
+    assert env["SELDON_ENABLE_ROUTING_INJECTION"] == "true"

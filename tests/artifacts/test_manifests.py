@@ -42,7 +42,7 @@ CHART = REPO / "charts" / "seldon-river"
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 MANIFESTS = sorted((REPO / "manifests").glob("*.yaml"))
 S2I_SOURCES = sorted(p.parent.parent for p in (REPO / "s2i").glob("*/.s2i/environment"))
-EXPECTED_MANIFESTS = {"single-model.yaml", "bandit.yaml", "outlier-model.yaml", "full-graph.yaml"}
+EXPECTED_MANIFESTS = {"single-model.yaml", "bandit.yaml", "outlier-model.yaml", "full-graph.yaml", "keyed-sharded.yaml"}
 
 # Graph node type -> the component class a container of that type must run.
 CLASSES = {
@@ -50,6 +50,9 @@ CLASSES = {
     "ROUTER": "model_wrappers.BanditRouter",
     "TRANSFORMER": "model_wrappers.OutlierDetector",
 }
+# The other classes a node of that type may run: a keyed model, and the key router over its shards.
+ALSO = {"MODEL": ("model_wrappers.KeyedRiverModel",), "ROUTER": ("model_wrappers.KeyRouter",)}
+KEY_ROUTER = "model_wrappers.KeyRouter"
 STATE_DIR = "/var/lib/seldon-river"
 SQLITE_URI = f"sqlite:///{STATE_DIR}/state.db"
 SDEP_KIND = ("machinelearning.seldon.io/v1", "SeldonDeployment")
@@ -222,7 +225,7 @@ def kubernetes_validator(api_version: str, kind: str):
 # Tests
 
 
-def test_the_four_manifests_exist():
+def test_the_manifests_exist():
     assert {p.name for p in MANIFESTS} == EXPECTED_MANIFESTS
     assert {p.name for p in EXAMPLES} == EXPECTED_MANIFESTS, "each manifest has a chart example rendering it"
 
@@ -273,8 +276,9 @@ def test_every_node_is_a_container_running_its_class(source):
             for node in graph_nodes:
                 env = env_of(by_name[node["name"]])
                 assert node.get("type") in CLASSES, f"node {node['name']}: type {node.get('type')!r} is none of {sorted(CLASSES)}"
-                assert env.get("MODEL_NAME") == CLASSES[node["type"]], (
-                    f"node {node['name']} is a {node['type']}: expected MODEL_NAME={CLASSES[node['type']]}, "
+                allowed = (CLASSES[node["type"]], *ALSO.get(node["type"], ()))
+                assert env.get("MODEL_NAME") in allowed, (
+                    f"node {node['name']} is a {node['type']}: expected MODEL_NAME to be one of {allowed}, "
                     f"got {env.get('MODEL_NAME')!r}"
                 )
                 assert env.get("SERVICE_TYPE") == node["type"], (
@@ -338,10 +342,24 @@ def test_parameters_are_ones_the_classes_accept(source):
                 check_parameters(class_path, values, f"node {node['name']}")
                 construct(class_path, values, f"node {node['name']}")
                 if node["type"] == "ROUTER":
-                    assert values.get("n_arms") == len(node.get("children") or []), (
-                        f"router {node['name']}: n_arms {values.get('n_arms')} is not its number of children "
+                    count = "shards" if class_path == KEY_ROUTER else "n_arms"
+                    assert values.get(count) == len(node.get("children") or []), (
+                        f"router {node['name']}: {count} {values.get(count)} is not its number of children "
                         f"({len(node.get('children') or [])})"
                     )
+                if class_path == KEY_ROUTER:
+                    # Child i must be shard i of as many shards, reading the key as the router does.
+                    for i, child in enumerate(node["children"]):
+                        shard = params_of(child)
+                        assert (shard.get("shards"), shard.get("shard")) == (values["shards"], i), (
+                            f"router {node['name']}: child {i} ({child['name']}) is shard {shard.get('shard')} "
+                            f"of {shard.get('shards')}, expected shard {i} of {values['shards']}"
+                        )
+                        assert shard.get("routed") is True, f"shard {child['name']} must be routed"
+                        for key in ("key_feature", "key_tag"):
+                            assert shard.get(key) == values.get(key), (
+                                f"shard {child['name']}: {key} {shard.get(key)!r}, the router reads {values.get(key)!r}"
+                            )
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -364,7 +382,10 @@ def test_the_state_backend_fits_the_replicas(source):
     claims = {d["metadata"]["name"] for d in docs if d.get("kind") == "PersistentVolumeClaim"}
     for sdep in sdeps(docs):
         for p in sdep["spec"]["predictors"]:
-            uris = {params_of(n).get("state_uri") for n in nodes(p["graph"])}
+            by_name = containers(p)
+            # The key router keeps no state.
+            uris = {params_of(n).get("state_uri") for n in nodes(p["graph"])
+                    if env_of(by_name[n["name"]]).get("MODEL_NAME") != KEY_ROUTER}
             assert len(uris) == 1 and None not in uris, f"every node names the same state_uri, got {uris}"
             uri = uris.pop()
             replicas = p.get("replicas", sdep["spec"].get("replicas", 1))
@@ -485,8 +506,9 @@ def test_s2i_settings_name_a_component_and_its_parameters(source):
         assert env.get(key), f"{source}/.s2i/environment: {key} is missing (Seldon's python builder needs it)"
     assert env["API_TYPE"] in ("REST", "GRPC")
     assert env["PERSISTENCE"] == "0", "PERSISTENCE has been ignored since Seldon 1.8; 0 says so"
-    assert CLASSES.get(env["SERVICE_TYPE"]) == env["MODEL_NAME"], (
-        f"{source.name}: SERVICE_TYPE {env['SERVICE_TYPE']} runs {CLASSES.get(env['SERVICE_TYPE'])}, not {env['MODEL_NAME']}"
+    allowed = (CLASSES.get(env["SERVICE_TYPE"]), *ALSO.get(env["SERVICE_TYPE"], ()))
+    assert env["MODEL_NAME"] in allowed, (
+        f"{source.name}: SERVICE_TYPE {env['SERVICE_TYPE']} runs one of {allowed}, not {env['MODEL_NAME']}"
     )
     from seldon_core.microservice import parse_parameters
 

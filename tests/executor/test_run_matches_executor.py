@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from harness import run_graph
-from local_run import export_models, manifest_paths, read_manifest
+from local_run import export_models, phishing_manifests, read_manifest
 from support import PHISHING_FEATURES, RedisServer, as_dict, phishing_stream, truth
 
 ROWS = list(phishing_stream(6))
@@ -121,7 +121,7 @@ def learned(status: dict):
     return metrics.get("learned", status.get("replica", {}).get("position"))
 
 
-@pytest.mark.parametrize("manifest", manifest_paths(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("manifest", phishing_manifests(), ids=lambda p: p.stem)
 def test_seldon_river_run_answers_as_the_executor_does(manifest, services, runs, tmp_path):
     deployment = read_manifest(manifest)
     nodes = export_models(manifest, tmp_path / "executor" / "models")

@@ -98,6 +98,29 @@ promote_after: INT
 promote_margin: FLOAT
 promote_window: INT
 drift_trial: INT
+shards: INT
+shard: INT
+{{- end -}}
+
+{{/* The metadata and pod securityContext every componentSpec starts with (call with $). */}}
+{{- define "seldon-river.podHead" -}}
+metadata:
+  labels:
+    {{- include "seldon-river.labels" . | nindent 4 }}
+    app.kubernetes.io/component: inference-graph
+  {{- if .Values.metrics.prometheusAnnotations }}
+  annotations:
+    prometheus.io/scrape: "true"
+    prometheus.io/path: /prometheus
+  {{- end }}
+spec:
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 8888
+    runAsGroup: 8888
+    fsGroup: 8888
+    seccompProfile:
+      type: RuntimeDefault
 {{- end -}}
 
 {{/*
@@ -229,10 +252,23 @@ operator would inject for it, under the name the operator looks for, locked down
 {{/* Checks what the schema cannot: how the graph's parts fit together. */}}
 {{- define "seldon-river.validate" -}}
 {{- $n := len .Values.models -}}
+{{- if .Values.sharding.enabled -}}
+{{- $model := first .Values.models -}}
+{{- if or .Values.router.enabled (ne $n 1) (not $model.keyed) -}}
+{{- fail (printf "sharding.enabled splits one keyed model (keyed: true) over shards: set router.enabled=false and exactly one keyed model in models, got router.enabled=%v and %d models" .Values.router.enabled $n) -}}
+{{- end -}}
+{{- if ne .Values.state.backend "redis" -}}
+{{- fail "sharding.enabled runs each shard in a pod of its own, whose learning log must outlive the pod: set state.backend=redis" -}}
+{{- end -}}
+{{- $keyParams := pick ($model.parameters | default dict) "key_feature" "key_tag" -}}
+{{- if ne (len $keyParams) 1 -}}
+{{- fail "sharding.enabled: the key router reads the key as the shards do: set exactly one of key_feature or key_tag in the keyed model's parameters" -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.router.enabled (lt $n 2) -}}
 {{- fail (printf "router.enabled needs two models or more in models, got %d" $n) -}}
 {{- end -}}
-{{- if and (not .Values.router.enabled) (ne $n 1) -}}
+{{- if and (not .Values.router.enabled) (not .Values.sharding.enabled) (ne $n 1) -}}
 {{- fail (printf "without the router the graph has exactly one model, got %d in models (set router.enabled=true to route between them)" $n) -}}
 {{- end -}}
 {{- if and (eq .Values.state.backend "sqlite") (gt (int .Values.replicas) 1) -}}
@@ -241,7 +277,12 @@ operator would inject for it, under the name the operator looks for, locked down
 {{- $names := list -}}
 {{- if .Values.detector.enabled }}{{ $names = append $names .Values.detector.name }}{{ end -}}
 {{- if .Values.router.enabled }}{{ $names = append $names .Values.router.name }}{{ end -}}
+{{- if .Values.sharding.enabled -}}
+{{- $names = append $names .Values.sharding.name -}}
+{{- range $i := until (int .Values.sharding.shards) }}{{ $names = append $names (printf "%s-shard-%d" (first $.Values.models).name $i) }}{{ end -}}
+{{- else -}}
 {{- range .Values.models }}{{ $names = append $names .name }}{{ end -}}
+{{- end -}}
 {{- if ne (len $names) (len (uniq $names)) -}}
 {{- fail (printf "graph node names must be unique, got %s" (join ", " $names)) -}}
 {{- end -}}

@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "pull": ("model_wrappers.commands.pull", "write what a model learned as a new model folder"),
     "replay": ("model_wrappers.commands.replay", "score candidate pipelines on a model's learning log"),
     "promote": ("model_wrappers.commands.promote", "hand serving to one of a model's challengers"),
+    "consume-feedback": ("model_wrappers.commands.consume_feedback",
+                         "learn from feedback messages on a Kafka topic (serverType kafka)"),
     "run": ("model_wrappers.local.command", "run a SeldonDeployment graph locally, no cluster"),
     "demo": ("model_wrappers.local.demo", "run the full graph locally and stream a dataset through it"),
     "deploy": ("model_wrappers.deploy.command", "create or update a deployment in a cluster"),

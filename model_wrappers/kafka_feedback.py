@@ -13,7 +13,8 @@ client, or one component's).
   partition and offset), so the copy is answered ``seldon_river_already_learned`` and learned once.
 - A message the graph refuses (a 4xx: not JSON, a malformed feedback, an unknown puid) is never
   learned: it is written to the refused topic with the graph's answer in its ``error`` header,
-  then committed, so one bad message does not hold back the ones behind it.
+  then committed, so one bad message does not hold back the ones behind it. (Refused again
+  after a crash, it is there twice; its ``offset`` header tells.)
 - A graph that cannot take feedback now (a 5xx, no connection) is retried with a growing pause;
   nothing behind the message is sent meanwhile, so the order of the topic is the order learned.
 
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 FEEDBACK_ID_TAG = "seldon_river_feedback_id"
 RETRY_FIRST, RETRY_MAX = 0.2, 5.0  # seconds between attempts while the graph is unavailable
+SESSION_TIMEOUT_MS = 10_000
 
 
 @dataclasses.dataclass
@@ -85,11 +87,17 @@ class FeedbackConsumer:
             "bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "isolation.level": "read_committed",
             "broker.address.family": "v4",
+            # A consumer that died holds its partition until its session times out: keep that short.
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
         })
         self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
                                    "broker.address.family": "v4"})
-        self._consumer.subscribe([topic])
+        self.assigned = False
+        self._consumer.subscribe([topic], on_assign=self._on_assign)
         self._uncommitted = 0
+
+    def _on_assign(self, consumer, partitions) -> None:
+        self.assigned = True
 
     @staticmethod
     def message_id(topic: str, partition: int, offset: int) -> str:
@@ -97,13 +105,19 @@ class FeedbackConsumer:
         return f"kafka:{topic}:{partition}:{offset}"
 
     def run(self, max_messages: int | None = None, idle_exit: float | None = None) -> Counts:
-        """Consume until ``max_messages`` were handled, or no message came for ``idle_exit`` s."""
-        handled, idle_since = 0, time.monotonic()
+        """Consume until ``max_messages`` were handled, or no message came for ``idle_exit`` s.
+
+        The idle time counts from when the topic's partitions were assigned to this consumer
+        (after a consumer of the group died, that waits for its session to time out).
+        """
+        handled, idle_since = 0, None
         try:
             while max_messages is None or handled < max_messages:
                 message = self._consumer.poll(0.5)
                 if message is None:
-                    if idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
+                    if idle_since is None and self.assigned:
+                        idle_since = time.monotonic()
+                    if idle_exit is not None and idle_since is not None and time.monotonic() - idle_since >= idle_exit:
                         break
                     continue
                 if message.error():

@@ -55,9 +55,11 @@ def kafka_graph(services, kafka_broker, topics, tmp_path):
             [str(executor_binary(tmp_path)), "--sdep", deployment.name, "--namespace", "default",
              "--predictor", deployment.predictor.name, "--file", str(sdep),
              "--http_port", str(http), "--grpc_port", str(grpc_port), "--protocol", "seldon", "--transport", "rest",
-             "--server_type", "kafka", "--kafka_broker", kafka_broker.bootstrap,
-             "--kafka_input_topic", topics["requests"], "--kafka_output_topic", topics["replies"]],
-            cwd=tmp_path, env={**os.environ, **deployment.predictor.orchestrator_env},
+             "--server_type", "kafka"],
+            cwd=tmp_path,
+            # As the operator passes them: the predictor's svcOrchSpec env names the broker and topics.
+            env={**os.environ, **deployment.predictor.orchestrator_env, "KAFKA_BROKER": kafka_broker.bootstrap,
+                 "KAFKA_INPUT_TOPIC": topics["requests"], "KAFKA_OUTPUT_TOPIC": topics["replies"]},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     wait_until(lambda: requests.get(f"http://127.0.0.1:{http}/ready", timeout=1).status_code < 500,
                60, "executor", proc, log)

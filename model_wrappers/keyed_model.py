@@ -50,6 +50,7 @@ from .checks import meta_of
 from .config import StateSettings, fingerprint, unit_id
 from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
 from .keyed_artifact import KeyedModel, key_text, load_keyed, read_keyed_metadata
+from .learning.drift import DriftSettings
 from .learning.keyed import KeyedState, Selection
 from .learning.model import ModelState
 from .learning.shards import ShardOrigin, Shards, refusal
@@ -93,6 +94,11 @@ class KeyedRiverModel(StockWrapperSupport):
         Sharding: the keys are split over ``shards`` components, and this one serves the keys of
         index ``shard`` (0 to ``shards - 1``) only; its learning log is named after it
         (``<state name>-shard-<shard>-of-<shards>``). Default: one shard, every key.
+    drift_detector, drift_options
+        A ``river.drift`` detector watching each key's served errors, as for
+        :class:`~model_wrappers.river_model.RiverModel` (reaction: alert; each key's candidate
+        choice already follows the errors). Default ``none``: a detector per key costs memory
+        and time at tens of thousands of keys; ``PageHinkley`` is the smallest.
     state_uri, state_name, checkpoint_every, max_staleness_ms, label_ttl_seconds, label_capacity, routed
         As for :class:`~model_wrappers.river_model.RiverModel`. Under a
         :class:`~model_wrappers.key_router.KeyRouter`, set ``routed``: a feedback that reaches
@@ -121,6 +127,8 @@ class KeyedRiverModel(StockWrapperSupport):
         routed: bool = False,
         shards: int = 1,
         shard: int = 0,
+        drift_detector: str = "none",
+        drift_options: str = "{}",
     ):
         # Connections and learned state are made in load(), which runs in every forked process.
         self.model_uri = model_uri
@@ -142,6 +150,7 @@ class KeyedRiverModel(StockWrapperSupport):
         self.label_capacity = int(label_capacity)
         self.routed = bool(routed)
         self.shards = Shards(shards, shard)
+        self.drift_options = dict(detector=drift_detector or "none", options=drift_options or "{}")
         self.replica: Replica | None = None
         self._gauges = GaugeReport()
         if self.key_feature and self.key_tag:
@@ -179,8 +188,15 @@ class KeyedRiverModel(StockWrapperSupport):
         self.schema = payload.Schema(features)
         self.truth_check = ModelState(None, meta.task, meta.classes)
         # The log starts over when what the state is built from changes: the folder or the rule.
-        version = fingerprint({"model": meta.sha256, "keys": keyed.keys_sha256,
-                               "metric": selection.metric, "min_observations": selection.min_observations})
+        try:
+            drift = DriftSettings.for_task(meta.task, self.drift_options["detector"], self.drift_options["options"])
+        except ValueError as exc:
+            raise RuntimeError(f"drift parameters: {exc}") from None
+        version_of = {"model": meta.sha256, "keys": keyed.keys_sha256,
+                      "metric": selection.metric, "min_observations": selection.min_observations}
+        if drift is not None:  # unwatched keys keep the log they had before drift watching
+            version_of["drift"] = [drift.detector, drift.options]
+        version = fingerprint(version_of)
         options = dict(self.state_options)
         if self.shards.sharded:
             # One log per shard: a shard replays only its own events after losing its pod.
@@ -193,7 +209,7 @@ class KeyedRiverModel(StockWrapperSupport):
         origin = ShardOrigin(model, self.shards) if self.shards.sharded else model
         self.origin = origin
         options = dict(origin=origin, task=meta.task, classes=meta.classes, selection=selection,
-                       store=store, capacity=self.capacity)
+                       store=store, capacity=self.capacity, drift=drift)
         self.store = store
         self.replica = Replica.started(
             lambda: KeyedState(**options),
@@ -326,6 +342,7 @@ class KeyedRiverModel(StockWrapperSupport):
                 "selection": {"metric": self.selection.metric, "min_observations": self.selection.min_observations},
                 "last_checkpoint": checkpoint,
                 "store": self.store.describe(),
+                "drift": self.drift_options if self.drift_options["detector"] != "none" else None,
                 **self.shards.describe(),
             },
             "metrics": figures,

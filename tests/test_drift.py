@@ -238,3 +238,53 @@ def test_a_rise_of_a_regressors_error_is_drift_and_a_fall_is_not(detector):
     if detector != "KSWIN":  # KSWIN samples its windows and flags either way: false alarms happen
         assert flagged[0] > 1500, rises.status()
         assert not [e for e in falls.history if e["kind"] == "drift" and e["learned"] > 1500], falls.status()
+
+
+# -- keyed mode: a detector per key -----------------------------------------------------------
+def keyed_model(folder, state_uri, **params):
+    from model_wrappers.keyed_model import KeyedRiverModel
+
+    model = KeyedRiverModel(model_uri=str(folder), state_uri=state_uri, checkpoint_every=5, **params)
+    model.load()
+    return model
+
+
+def test_each_key_watches_its_own_errors_for_drift_on_every_replica(tmp_path):
+    """Two products; the sales of one jump tenfold at day 300: only that key flags drift."""
+    import random
+
+    from model_wrappers.keyed_artifact import export_keyed
+    from model_wrappers.synthetic import FEATURES as SALES_FEATURES, candidates
+
+    folder = tmp_path / "m5"
+    export_keyed(folder, templates=candidates(), features=list(SALES_FEATURES), key_feature="product_id",
+                 name="m5", min_observations=4)
+    uri = f"sqlite:///{tmp_path / 'state.db'}"
+    a, b = (keyed_model(folder, uri, drift_detector="PageHinkley") for _ in range(2))
+    noise = random.Random(5)
+    names = ["product_id", *SALES_FEATURES]
+    for day in range(500):
+        batch = []
+        for key in ("steady", "jumps"):
+            x = {f: float(noise.randint(0, 3)) for f in SALES_FEATURES}
+            level = 30.0 if key == "jumps" and day >= 300 else 3.0
+            batch.append(([key, *[x[f] for f in SALES_FEATURES]], level + noise.random()))
+        (a if day % 2 else b).send_feedback_raw(dict_to_feedback({
+            "request": {"data": {"names": names, "ndarray": [r for r, _ in batch]}},
+            "truth": {"data": {"ndarray": [[y] for _, y in batch]}}}))
+
+    figures = a.status()["metrics"]
+    assert figures["keys_with_drift"] == 1.0 and figures["drift_detections"] >= 1, figures
+    keys = a.key_figures(["steady", "jumps"])["keys"]
+    assert keys["steady"]["drift"]["detections"] == 0, keys["steady"]
+    assert 300 < keys["jumps"]["drift"]["last_detection"] <= 400, keys["jumps"]
+    assert b.key_figures(["steady", "jumps"])["keys"] == keys
+    restored = keyed_model(folder, uri, drift_detector="PageHinkley")
+    assert restored.replica.restored_from > 0
+    assert restored.key_figures(["steady", "jumps"])["keys"] == keys
+    assert a.status()["keyed"]["drift"] == {"detector": "PageHinkley", "options": "{}"}
+    # Unwatched (the default), the same folder keeps its own log, and no key carries drift figures.
+    plain = keyed_model(folder, uri)
+    assert plain.replica.log.name != a.replica.log.name and "drift_detections" not in plain.status()["metrics"]
+    with pytest.raises(RuntimeError, match="DDM watches 0/1 errors"):
+        keyed_model(folder, uri, drift_detector="DDM")

@@ -55,6 +55,8 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol, 
 import dill
 
 from .applied import AppliedIds, first_application
+from .challengers import row_error
+from .drift import DriftSettings, DriftWatch
 from .model import ModelState
 from .progressive import ProgressiveScore, metric_key, metrics_for
 
@@ -181,12 +183,15 @@ class KeyModels:
         ``"regressor"``, ``"classifier"`` or ``"anomaly"``.
     classes
         Declared class labels (classifiers).
+    drift
+        How the errors of what serves this key are watched for drift (None: not watched).
 
     """
 
-    __slots__ = ("candidates", "served", "chosen", "n", "position")
+    __slots__ = ("candidates", "served", "chosen", "n", "position", "drift")
 
-    def __init__(self, pipelines: dict[str, Any], task: str, classes: Sequence[Any] = ()):
+    def __init__(self, pipelines: dict[str, Any], task: str, classes: Sequence[Any] = (),
+                 drift: DriftSettings | None = None):
         if not pipelines:
             raise ValueError("a key needs at least one candidate pipeline")
         self.candidates = {name: ModelState(p, task, classes) for name, p in pipelines.items()}
@@ -194,12 +199,19 @@ class KeyModels:
         self.chosen = next(iter(self.candidates))
         self.n = 0
         self.position = 0
+        self.drift = DriftWatch(drift) if drift is not None else None
 
     def learn(self, x: dict, y: Any, selection: Selection) -> None:
         """Score what is served and every candidate on ``(x, y)``, teach them, then choose again."""
         if y is not None:
             # The served prediction is the chosen candidate's, before anyone learns from y.
-            self.served.update(self.candidates[self.chosen].pipeline, x, y)
+            y_pred = self.served.update(self.candidates[self.chosen].pipeline, x, y)
+            # getattr: keys stored before drift watching have no slot for it.
+            watch = getattr(self, "drift", None)
+            if watch is not None:
+                error = float(y_pred) if self.served.task == "anomaly" else row_error(self.served.task, y_pred, y)
+                if error is not None:
+                    watch.update(error, self.n + 1, self.position)
         for state in self.candidates.values():
             state.apply({"type": "learn", "rows": [x], "truth": [y]})
         self.n += 1
@@ -209,14 +221,18 @@ class KeyModels:
         return self.candidates[self.chosen].predict(rows)
 
     def summary(self) -> dict:
-        """What is known about this key, JSON-able: choice, count and progressive metrics."""
-        return {
+        """What is known about this key, JSON-able: choice, count, progressive metrics (and drift)."""
+        out = {
             "candidate": self.chosen,
             "observations": self.n,
             "position": self.position,
             "served": self.served.values(),
             "candidates": {name: state.score.values() for name, state in self.candidates.items()},
         }
+        watch = getattr(self, "drift", None)
+        if watch is not None:
+            out["drift"] = {"detections": watch.detections, "last_detection": watch.last_detection}
+        return out
 
 
 # -- where keys come from -----------------------------------------------------------------------
@@ -249,6 +265,10 @@ def _contribution(summary: dict) -> dict[str, float]:
     """What one key adds to the totals behind the aggregate figures."""
     n = summary["observations"]
     out = {"learned": float(n), f"keys_chosen_{summary['candidate']}": 1.0}
+    drift = summary.get("drift")
+    if drift is not None:
+        out["drift_detections"] = float(drift["detections"])
+        out["keys_with_drift"] = 1.0 if drift["detections"] else 0.0
     parts = [("", summary["served"])] + [(f"{name}_", values) for name, values in summary["candidates"].items()]
     for prefix, values in parts:
         for metric in MEAN_METRICS + ROOT_MEAN_SQUARE_METRICS:
@@ -280,11 +300,14 @@ class KeyedState:
         written to ``store`` and loaded again on demand.
     position
         Log position this state stands at (the checkpoint it was restored from).
+    drift
+        How each key's served errors are watched for drift (None: not watched).
 
     """
 
     def __init__(self, origin: Origin, task: str, classes: Sequence[Any] = (), selection: Selection | None = None,
-                 store=None, capacity: int = 0, position: int = 0):
+                 store=None, capacity: int = 0, position: int = 0, drift: DriftSettings | None = None):
+        self.drift = drift
         if capacity and store is None:
             raise ValueError("a key capacity needs a key store to evict keys to")
         self.origin = origin
@@ -362,6 +385,9 @@ class KeyedState:
     def _aggregate(self) -> dict[str, float]:
         totals = self.totals
         out = {"keys": float(len(self.summaries) + self.listed_fresh), "learned": float(totals["learned"])}
+        if self.drift is not None:
+            out["drift_detections"] = float(round(totals["drift_detections"]))
+            out["keys_with_drift"] = float(round(totals["keys_with_drift"]))
         first = self.origin.candidates[0] if self.origin.candidates else None
         for name in self.origin.candidates:
             count = totals[f"keys_chosen_{name}"] + (self.listed_fresh if name == first else 0)
@@ -426,7 +452,7 @@ class KeyedState:
             rest = [k for k in missing if k not in found]
             if rest:
                 for key, pipelines in self.origin.pipelines(rest).items():
-                    models[key] = KeyModels(pipelines, self.task, self.classes)
+                    models[key] = KeyModels(pipelines, self.task, self.classes, self.drift)
         if len(models) >= 2 * self._frozen_at:
             # Tens of thousands of keys are tens of millions of objects that the cyclic collector
             # would otherwise scan again and again (seconds per full pass, stalling requests).

@@ -288,3 +288,23 @@ def test_each_key_watches_its_own_errors_for_drift_on_every_replica(tmp_path):
     assert plain.replica.log.name != a.replica.log.name and "drift_detections" not in plain.status()["metrics"]
     with pytest.raises(RuntimeError, match="DDM watches 0/1 errors"):
         keyed_model(folder, uri, drift_detector="DDM")
+
+
+def test_an_anomaly_detector_watches_its_scores_for_a_shift_of_the_data():
+    """No truth is needed: the score stream moves when the data does."""
+    import random
+
+    from river import anomaly
+
+    from model_wrappers.learning.model import ModelState
+
+    state = ModelState(anomaly.HalfSpaceTrees(seed=1, window_size=50), "anomaly",
+                       drift=DriftSettings.for_task("anomaly"))
+    noise = random.Random(2)
+    for i in range(2000):
+        low = 0.0 if i < 1000 else 0.7
+        state.apply({"type": "learn", "rows": [{"a": low + 0.3 * noise.random(), "b": low + 0.3 * noise.random()}],
+                     "truth": None}, i + 1)
+    flagged = [e["learned"] for e in state.drift_status()["events"] if e["kind"] == "drift"]
+    assert [at for at in flagged if 1000 < at <= 1300], flagged
+    assert state.drift_status()["detector"] == "ADWIN"

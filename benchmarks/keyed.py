@@ -139,24 +139,31 @@ def mixture_rps(shares: dict[str, float], rps: dict[str, float]) -> float:
     return 1.0 / sum(share / total / rps[name] for name, share in shares.items() if share)
 
 
-def serve(workdir: Path, keys: int, warm_days: int) -> dict:
-    """One serving process: load, touch, feedback, a day for every key, checkpoint, predict."""
-    from google.protobuf import json_format
-    from seldon_core.utils import json_to_feedback
-
+def loaded_and_next_day(figures: dict, workdir: Path, state_uri: str, keys: int, warm_days: int, **params):
+    """A KeyedRiverModel on the benchmark's folder, loaded (its time and RSS into ``figures``), the
+    sales stream past its warm-up days, and the day that follows them."""
     from model_wrappers.keyed_model import KeyedRiverModel
-    from model_wrappers.river_model import RiverModel
     from model_wrappers.synthetic import Sales
 
-    figures: dict = {"rss_at_start": rss_mb()}
-    state_uri = f"sqlite:///{workdir}/state.db"
-    model = KeyedRiverModel(model_uri=str(workdir / "model"), state_uri=state_uri, checkpoint_every=10**9)
+    model = KeyedRiverModel(model_uri=str(workdir / "model"), state_uri=state_uri, checkpoint_every=10**9, **params)
     figures["load_s"], _ = timed(model.load)
     figures["rss_after_load"] = rss_mb()
     sales = Sales(keys, seed=SEED)
     for _ in sales.days(warm_days):
         pass
-    day = sales.day()
+    return model, sales, sales.day()
+
+
+def serve(workdir: Path, keys: int, warm_days: int) -> dict:
+    """One serving process: load, touch, feedback, a day for every key, checkpoint, predict."""
+    from google.protobuf import json_format
+    from seldon_core.utils import json_to_feedback
+
+    from model_wrappers.river_model import RiverModel
+
+    figures: dict = {"rss_at_start": rss_mb()}
+    state_uri = f"sqlite:///{workdir}/state.db"
+    model, sales, day = loaded_and_next_day(figures, workdir, state_uri, keys, warm_days)
     rows = jsonable_rows(day)
     rnd = random.Random(SEED)
 
@@ -283,20 +290,12 @@ SHARDED_KEYS = 6000  # small enough for about two minutes on a 2-core machine
 
 def shard(workdir: Path, keys: int, warm_days: int, shards: int, index: int) -> dict:
     """One shard in a fresh process, as its pod runs it: its keys only, then a day of their feedback."""
-    from model_wrappers.keyed_model import KeyedRiverModel
     from model_wrappers.learning.shards import Shards
-    from model_wrappers.synthetic import Sales
 
     owner = Shards(shards, index)
     figures: dict = {"shards": shards, "shard": index, "rss_at_start": rss_mb()}
-    model = KeyedRiverModel(model_uri=str(workdir / "model"), state_uri=f"sqlite:///{workdir}/sharded-{shards}.db",
-                            checkpoint_every=10**9, shards=shards, shard=index)
-    figures["load_s"], _ = timed(model.load)
-    figures["rss_after_load"] = rss_mb()
-    sales = Sales(keys, seed=SEED)
-    for _ in sales.days(warm_days):
-        pass
-    day = sales.day()
+    model, sales, day = loaded_and_next_day(figures, workdir, f"sqlite:///{workdir}/sharded-{shards}.db", keys, warm_days,
+                                     shards=shards, shard=index)
     mine = [i for i, pid in enumerate(day.ids) if owner.owns(pid)]
     rows = jsonable_rows(day)
     rows, truth = [rows[i] for i in mine], [day.sales[i] for i in mine]

@@ -184,3 +184,26 @@ def recall_prediction(message: dict, log, ttl: float, capacity: int) -> tuple[st
             "send the request features with the feedback instead"
         )
     return puid, json.loads(record)
+
+
+# -- keys of keyed requests (the keyed model and the key router read them alike) ---------------
+def request_key(value, where: str) -> str:
+    """A key as the log and the key store name it; a clear 400 when ``value`` cannot be one."""
+    from .artifact import ArtifactError
+    from .keyed_artifact import key_text
+
+    try:
+        return key_text(value)
+    except ArtifactError as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
+
+
+def tagged_keys(message: dict, key_tag: str):
+    """What ``meta.tags[key_tag]`` holds (one key, or a list with one key per row); 400 when absent."""
+    tags = meta_of(message).get("tags") or {}
+    if key_tag not in tags:
+        raise InvalidInput(
+            f"no key: expected meta.tags[{key_tag!r}] (one key, or a list with one key per row), "
+            f"got tags {sorted(tags)}"
+        )
+    return tags[key_tag]

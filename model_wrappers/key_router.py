@@ -50,12 +50,9 @@ import os
 from google.protobuf.message import Message
 
 from . import payload, seldon_metrics
-from .adapter_support import METRIC_PREFIX, Feedback
-from .artifact import ArtifactError
-from .checks import meta_of
+from .adapter_support import METRIC_PREFIX, Feedback, request_key, tagged_keys
 from .config import unit_id
 from .errors import InvalidInput, seldon_errors
-from .keyed_artifact import key_text
 from .learning.shards import Shards, shard_of
 from .stock_wrapper import StockWrapperSupport
 
@@ -169,13 +166,7 @@ class KeyRouter(StockWrapperSupport):
     def keys_of(self, message: dict) -> list[str]:
         """Each row's key, read from the request as the shards read it."""
         if self.key_tag:
-            tags = meta_of(message).get("tags") or {}
-            if self.key_tag not in tags:
-                raise InvalidInput(
-                    f"no key: expected meta.tags[{self.key_tag!r}] (one key, or a list with one key per row), "
-                    f"got tags {sorted(tags)}"
-                )
-            value = tags[self.key_tag]
+            value = tagged_keys(message, self.key_tag)
             values = value if isinstance(value, list) else [value]
             return [self._key(v, f"meta.tags[{self.key_tag!r}]") for v in values]
         names, table, _ = payload.table(message)
@@ -202,12 +193,7 @@ class KeyRouter(StockWrapperSupport):
             keys.append(self._key(value, f"row {i}, key feature {name!r}"))
         return keys
 
-    @staticmethod
-    def _key(value, where: str) -> str:
-        try:
-            return key_text(value)
-        except ArtifactError as exc:
-            raise InvalidInput(f"{where}: {exc}") from None
+    _key = staticmethod(request_key)
 
     def _spanning(self, keys: list[str], owners: dict[int, list[int]]) -> str:
         parts = []

@@ -43,13 +43,14 @@ import logging
 
 from . import payload, seldon_metrics
 from .adapter_support import (
-    ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, gauges, recall_prediction, request_puid,
+    ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, gauges, recall_prediction, request_key, request_puid,
+    tagged_keys,
 )
-from .artifact import ArtifactError, Feature, read_metadata
+from .artifact import Feature, read_metadata
 from .checks import meta_of
 from .config import StateSettings, fingerprint, unit_id
 from .errors import InvalidInput, NotFound, StateUnavailable, seldon_errors
-from .keyed_artifact import KeyedModel, key_text, load_keyed, read_keyed_metadata
+from .keyed_artifact import KeyedModel, load_keyed, read_keyed_metadata
 from .learning.drift import DriftSettings
 from .learning.keyed import KeyedState, Selection
 from .learning.model import ModelState
@@ -387,12 +388,7 @@ class KeyedRiverModel(StockWrapperSupport):
         return self.replica.read(page)
 
     # -- helpers --------------------------------------------------------------------------
-    @staticmethod
-    def _key(value, where: str) -> str:
-        try:
-            return key_text(value)
-        except ArtifactError as exc:
-            raise InvalidInput(f"{where}: {exc}") from None
+    _key = staticmethod(request_key)
 
     def _split(self, message: dict, rows: list[dict]) -> tuple[list[str], list[dict]]:
         """Each row's key, and the rows without the key feature."""
@@ -404,13 +400,7 @@ class KeyedRiverModel(StockWrapperSupport):
                     raise InvalidInput(f"row {i} has no key: expected the feature {name!r}, got {sorted(row)}")
                 keys.append(self._key(row[name], f"row {i}, key feature {name!r}"))
             return keys, [{k: v for k, v in row.items() if k != name} for row in rows]
-        tags = meta_of(message).get("tags") or {}
-        if self.key_tag not in tags:
-            raise InvalidInput(
-                f"no key: expected meta.tags[{self.key_tag!r}] (one key, or a list with one key per row), "
-                f"got tags {sorted(tags)}"
-            )
-        value = tags[self.key_tag]
+        value = tagged_keys(message, self.key_tag)
         if isinstance(value, list):
             if len(value) != len(rows):
                 raise InvalidInput(

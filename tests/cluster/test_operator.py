@@ -77,6 +77,26 @@ class Reconciled:
     def made_containers(self) -> dict[str, dict]:
         return {c["name"]: c for spec in self.pod_specs() for c in spec["containers"]}
 
+    def made_of_specs(self) -> list[tuple[dict, dict]]:
+        """Each componentSpec with the Deployment the operator made of it, in the written order.
+
+        A graph is one pod unless it spreads over several componentSpecs (keyed shards): each
+        is then a Deployment of its own, and the first also holds the orchestrator.
+        """
+        out = []
+        for spec in self.predictor["componentSpecs"]:
+            names = {c["name"] for c in spec["spec"]["containers"]}
+            made = [d for d in self.deployments
+                    if names <= {c["name"] for c in d["spec"]["template"]["spec"]["containers"]}]
+            assert len(made) == 1, f"componentSpec of {sorted(names)}: {len(made)} Deployments hold it"
+            out.append((spec, made[0]))
+        return out
+
+    def engine_deployment(self) -> dict:
+        (found,) = [d for d in self.deployments
+                    if ENGINE in {c["name"] for c in d["spec"]["template"]["spec"]["containers"]}]
+        return found
+
 
 def nodes(node: dict):
     yield node
@@ -165,11 +185,14 @@ def test_the_operator_accepts_it_and_waits_for_pods(reconciled):
     )
 
 
-def test_one_pod_holds_every_component_and_the_orchestrator(reconciled):
-    (pod,) = reconciled.pod_specs()
-    written = list(reconciled.written_containers())
-    assert [c["name"] for c in pod["containers"]] == written + [ENGINE]
-    assert reconciled.deployments[0]["spec"]["replicas"] == reconciled.predictor["replicas"]
+def test_each_pod_holds_its_components_and_the_first_the_orchestrator(reconciled):
+    made = reconciled.made_of_specs()
+    assert len(made) == len(reconciled.deployments)
+    for i, (spec, deployment) in enumerate(made):
+        written = [c["name"] for c in spec["spec"]["containers"]]
+        pod = deployment["spec"]["template"]["spec"]
+        assert [c["name"] for c in pod["containers"]] == written + ([ENGINE] if i == 0 else [])
+        assert deployment["spec"]["replicas"] == spec.get("replicas", reconciled.predictor["replicas"])
 
 
 def test_component_containers_are_kept_as_written(reconciled):
@@ -219,11 +242,19 @@ def test_the_orchestrator_runs_the_graph_as_written(reconciled):
     env = env_values(engine)
     predictor = json.loads(base64.b64decode(env["ENGINE_PREDICTOR"]))
     written_nodes = {n["name"]: n for n in nodes(reconciled.predictor["graph"])}
+    beside = {c["name"] for c in reconciled.engine_deployment()["spec"]["template"]["spec"]["containers"]}
+    services = {s["metadata"]["name"]: s for s in reconciled.services}
     for node in nodes(predictor["graph"]):
         written = written_nodes.pop(node["name"])
         assert node["type"] == written["type"]
         assert node.get("methods") == written.get("methods"), f"{node['name']}: methods {node.get('methods')}"
-        assert node["endpoint"]["service_host"] == "localhost"
+        if node["name"] in beside:
+            assert node["endpoint"]["service_host"] == "localhost"
+        else:
+            # In a pod of its own: reached through the Service the operator made for the node.
+            service = f"{reconciled.sdep['metadata']['name']}-default-{node['name']}"
+            assert node["endpoint"]["service_host"] == f"{service}.{reconciled.namespace}.svc.cluster.local"
+            assert port(made[node["name"]], "http") in [p["port"] for p in services[service]["spec"]["ports"]]
         assert node["endpoint"]["httpPort"] == port(made[node["name"]], "http")
         assert node["endpoint"]["grpcPort"] == port(made[node["name"]], "grpc")
     assert not written_nodes, f"nodes missing from the orchestrator's graph: {sorted(written_nodes)}"
@@ -236,13 +267,14 @@ def test_the_orchestrator_runs_the_graph_as_written(reconciled):
 
 
 def test_storage_initializers_are_the_ones_written(reconciled):
-    (pod,) = reconciled.pod_specs()
-    written_spec = reconciled.predictor["componentSpecs"][0]["spec"]
-    assert [_normalised(_without_server_defaults(c)) for c in pod.get("initContainers", [])] == [
-        _normalised(c) for c in written_spec.get("initContainers", [])
-    ], "the operator injected or changed a storage initializer"
+    by_name = {}
+    for spec, deployment in reconciled.made_of_specs():
+        pod = deployment["spec"]["template"]["spec"]
+        assert [_normalised(_without_server_defaults(c)) for c in pod.get("initContainers", [])] == [
+            _normalised(c) for c in spec["spec"].get("initContainers", [])
+        ], "the operator injected or changed a storage initializer"
+        by_name.update({c["name"]: c for c in pod.get("initContainers", [])})
     models = [n for n in nodes(reconciled.predictor["graph"]) if n["type"] == "MODEL"]
-    by_name = {c["name"]: c for c in pod["initContainers"]}
     for model in models:
         init = by_name[f"{model['name']}-model-initializer"]
         assert init["args"] == [model["modelUri"], MODEL_DIR]
@@ -259,9 +291,8 @@ def test_the_secrets_the_pod_reads_are_in_the_manifest(reconciled, kubectl):
     secrets_in_namespace = {
         s["metadata"]["name"] for s in kubectl.json("-n", reconciled.namespace, "get", "secrets")["items"]
     }
-    (pod,) = reconciled.pod_specs()
     referenced = set()
-    for c in pod.get("initContainers", []) + pod["containers"]:
+    for c in [c for pod in reconciled.pod_specs() for c in pod.get("initContainers", []) + pod["containers"]]:
         referenced |= {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
         referenced |= {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", []) if "secretKeyRef" in (e.get("valueFrom") or {})}
     assert referenced <= secrets_in_namespace, (
@@ -270,13 +301,18 @@ def test_the_secrets_the_pod_reads_are_in_the_manifest(reconciled, kubectl):
 
 
 def test_the_pod_security_context_is_kept(reconciled):
-    (pod,) = reconciled.pod_specs()
-    assert pod["securityContext"] == reconciled.predictor["componentSpecs"][0]["spec"]["securityContext"]
-    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 8888
+    for spec, deployment in reconciled.made_of_specs():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"] == spec["spec"]["securityContext"]
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 8888
 
 
 def test_rollouts_start_the_new_pod_first_and_a_sqlite_claim_stays_on_its_node(reconciled):
-    (deployment,) = reconciled.deployments
+    for deployment in reconciled.deployments:
+        _rolls_new_pod_first(deployment)
+
+
+def _rolls_new_pod_first(deployment: dict) -> None:
     strategy = deployment["spec"]["strategy"]
     # Seldon's operator always rolls this way, and a SeldonDeployment has no strategy field.
     assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0
@@ -324,7 +360,7 @@ def warnings_of(proc) -> list[str]:
 
 
 def test_restricted_refuses_only_the_orchestrators_capabilities(reconciled, kubectl, security_namespaces):
-    template = reconciled.deployments[0]["spec"]["template"]
+    template = reconciled.engine_deployment()["spec"]["template"]
     proc = create_pod_dry_run(kubectl, security_namespaces["restricted"], template)
     assert proc.returncode != 0, "Pod Security restricted admitted the pod: RESTRICTED_REFUSAL is out of date"
     refusal = proc.stderr.split('violates PodSecurity "restricted:latest": ', 1)[-1].strip()
@@ -332,7 +368,7 @@ def test_restricted_refuses_only_the_orchestrators_capabilities(reconciled, kube
 
 
 def test_baseline_admits_the_pod_with_only_seldons_port_warnings(reconciled, kubectl, security_namespaces):
-    template = reconciled.deployments[0]["spec"]["template"]
+    template = reconciled.engine_deployment()["spec"]["template"]
     proc = create_pod_dry_run(kubectl, security_namespaces["baseline"], template)
     assert proc.returncode == 0, proc.stderr
     engine = [c["name"] for c in template["spec"]["containers"]].index(ENGINE)
@@ -344,7 +380,10 @@ def test_baseline_admits_the_pod_with_only_seldons_port_warnings(reconciled, kub
 
 
 def test_the_other_pods_meet_restricted_without_warnings(reconciled, kubectl, security_namespaces):
+    # The manifest's own Deployments (Redis), and the pods the operator made without its orchestrator.
     templates = [d["spec"]["template"] for d in load_docs(reconciled.path) if d["kind"] == "Deployment"]
+    engine = reconciled.engine_deployment()
+    templates += [d["spec"]["template"] for d in reconciled.deployments if d is not engine]
     for template in templates:
         proc = create_pod_dry_run(kubectl, security_namespaces["restricted"], template)
         assert proc.returncode == 0, proc.stderr

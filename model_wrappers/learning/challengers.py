@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import math
 from typing import Any
 
@@ -109,7 +110,7 @@ class Contender:
 
     def recent_error(self) -> float | None:
         """Mean error over the kept rows (None before the first)."""
-        return math.fsum(self.errors) / len(self.errors) if self.errors else None
+        return mean_of_last(self.errors, len(self.errors))
 
     def figures(self) -> dict[str, float]:
         out = {**self.score.values(), "learned": float(self.learned)}
@@ -117,6 +118,24 @@ class Contender:
         if recent is not None:
             out["recent_error"] = recent
         return out
+
+
+def mean_of_last(errors: collections.deque, rows: int) -> float | None:
+    """Mean of the newest ``rows`` errors (fewer when fewer are kept; None when none are)."""
+    if not errors:
+        return None
+    last = list(itertools.islice(reversed(errors), rows))
+    return math.fsum(last) / len(last)
+
+
+def best_of(contenders: dict[str, "Contender"], rows: int) -> tuple[str | None, float | None]:
+    """The contender with the lowest mean error over its newest ``rows`` rows, and that error."""
+    best, best_error = None, None
+    for name, contender in contenders.items():
+        error = mean_of_last(contender.errors, rows)
+        if error is not None and (best_error is None or error < best_error):
+            best, best_error = name, error
+    return best, best_error
 
 
 def row_error(task: str, y_pred: Any, y: Any) -> float | None:

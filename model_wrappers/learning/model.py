@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import importlib.util
-import itertools
 import logging
 import math
 from typing import Any, Sequence
@@ -32,7 +31,7 @@ import dill
 from ..artifact import ArtifactError
 from ..errors import InvalidInput
 from .applied import first_application
-from .challengers import Contender, PromotionRule, row_error
+from .challengers import Contender, PromotionRule, best_of, mean_of_last, row_error
 from .drift import HISTORY, DriftSettings, DriftWatch
 from .progressive import ProgressiveScore
 
@@ -201,28 +200,20 @@ class ModelState:
     def _end_trial(self, position: int | None) -> None:
         self.trial_until = None
         rows = self.rule.trial
-        champion = _mean_of_last(self.errors, rows)
-        best, best_error = None, champion
-        for name, contender in self.challengers.items():
-            error = _mean_of_last(contender.errors, rows)
-            if error is not None and (best_error is None or error < best_error):
-                best, best_error = name, error
-        if best is None:
-            self._note("kept", position, f"after drift no challenger erred less than {self.name} "
-                                         f"over {rows} rows ({champion:.4g})")
+        champion = mean_of_last(self.errors, rows)
+        best, best_error = best_of(self.challengers, rows)
+        if best is not None and (champion is None or best_error < champion):
+            self._swap(best, position, f"after drift: error {best_error:.4g} against {_shown(champion)} over {rows} rows")
         else:
-            self._swap(best, position, f"after drift: error {best_error:.4g} against {champion:.4g} over {rows} rows")
+            self._note("kept", position, f"after drift no challenger erred less than {self.name} "
+                                         f"over {rows} rows ({_shown(champion)})")
 
     def _promote_by_rule(self, position: int | None) -> None:
         rule = self.rule
         if rule.promote_after == 0 or self.since_change < rule.promote_after:
             return
-        champion = _mean_of_last(self.errors, rule.window)
-        best, best_error = None, None
-        for name, contender in self.challengers.items():
-            error = contender.recent_error()
-            if error is not None and (best_error is None or error < best_error):
-                best, best_error = name, error
+        champion = mean_of_last(self.errors, rule.window)
+        best, best_error = best_of(self.challengers, rule.window)
         if best is not None and champion is not None and rule.better(best_error, champion):
             self._swap(best, position, f"by rule: recent error {best_error:.4g} against {champion:.4g}")
 
@@ -348,7 +339,7 @@ class ModelState:
         if not getattr(self, "challengers", None):
             return None
         rule = self.rule
-        champion = _mean_of_last(self.errors, rule.window)
+        champion = mean_of_last(self.errors, rule.window)
         return {
             "champion": self.name,
             "champion_recent_error": champion,
@@ -369,12 +360,8 @@ class ModelState:
         return dill.loads(blob)
 
 
-def _mean_of_last(errors: collections.deque, rows: int) -> float | None:
-    """Mean of the newest ``rows`` errors (fewer when fewer are kept; None when none are)."""
-    if not errors:
-        return None
-    last = list(itertools.islice(reversed(errors), rows))
-    return math.fsum(last) / len(last)
+def _shown(error: float | None) -> str:
+    return "none yet" if error is None else f"{error:.4g}"
 
 
 def _same_probas(batch: list[dict], one: list[dict], tolerance: float = 1e-9) -> bool:

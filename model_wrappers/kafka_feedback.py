@@ -34,9 +34,11 @@ import time
 
 import requests
 
+from .adapter_support import FEEDBACK_ID_TAG, feedback_id
+from .errors import InvalidInput
+
 logger = logging.getLogger(__name__)
 
-FEEDBACK_ID_TAG = "seldon_river_feedback_id"
 RETRY_FIRST, RETRY_MAX = 0.2, 5.0  # seconds between attempts while the graph is unavailable
 SESSION_TIMEOUT_MS = 10_000
 
@@ -166,19 +168,13 @@ class FeedbackConsumer:
             return b"", f"not JSON: {exc}"
         if not isinstance(feedback, dict):
             return b"", f"a feedback is a JSON object, got {type(feedback).__name__}"
-        response = feedback.get("response")
-        meta = response.get("meta") if isinstance(response, dict) else None
-        tags = meta.get("tags") if isinstance(meta, dict) else None
-        has_puid = any(isinstance(m, dict) and m.get("puid")
-                       for m in (meta, (feedback.get("request") or {}).get("meta")
-                                 if isinstance(feedback.get("request"), dict) else None))
-        if not (isinstance(tags, dict) and FEEDBACK_ID_TAG in tags) and not has_puid:
+        if _needs_id(feedback):
             # No id of its own: the message's place in the topic names it, for every re-read.
-            response = response if isinstance(response, dict) else {}
-            meta = meta if isinstance(meta, dict) else {}
-            tags = tags if isinstance(tags, dict) else {}
+            # (A part given as null is none: it gets an object, as an absent one does.)
+            response = feedback["response"] = feedback.get("response") or {}
+            meta = response["meta"] = response.get("meta") or {}
+            tags = meta["tags"] = meta.get("tags") or {}
             tags[FEEDBACK_ID_TAG] = self.message_id(message.topic(), message.partition(), message.offset())
-            feedback["response"] = {**response, "meta": {**meta, "tags": tags}}
         return json.dumps(feedback).encode(), None
 
     def _refuse(self, message, why: str) -> None:
@@ -204,6 +200,24 @@ class FeedbackConsumer:
             logger.info("last commit not made: %s", exc)
         self._consumer.close()
         self._producer.flush(10)
+
+
+def _needs_id(feedback: dict) -> bool:
+    """Whether ``feedback`` names no id of its own and has room for one.
+
+    The id is read as every component reads it (:func:`model_wrappers.adapter_support.feedback_id`).
+    A feedback whose ``response``, ``meta`` or ``tags`` is not an object, or whose id is not text,
+    is posted as it came: the graph refuses it, saying why, and nothing is repaired on its behalf.
+    """
+    try:
+        if feedback_id(feedback) is not None:
+            return False
+    except InvalidInput:
+        return False
+    parts = [feedback.get("response")]
+    parts.append(parts[0].get("meta") if isinstance(parts[0], dict) else None)
+    parts.append(parts[1].get("tags") if isinstance(parts[1], dict) else None)
+    return all(part is None or isinstance(part, dict) for part in parts)
 
 
 def _already_learned(reply) -> bool:

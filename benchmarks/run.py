@@ -7,7 +7,8 @@ Phishing dataset, one row per request unless said otherwise) is served by:
   (:mod:`benchmarks.baselines.stock_river`), 1 and 2 workers;
 - ``mlserver``: MLServer 1.7.1 with a minimal river runtime, one process, in its own venv;
 - ``seldon-river``: ``model_wrappers.RiverModel`` with a SQLite learning log on the project's own
-  server (``seldon-river-microservice``), 1 and 2 workers;
+  server (``seldon-river-microservice``), 1 and 2 workers, run from the project installed without
+  the seldon-core extra (``--river-venv``, see :func:`benchmarks.venvs.ensure_project_server`);
 - ``floor``: a component that does no work (:mod:`benchmarks.baselines.floor`), 1 and 2 workers:
   what ``seldon-core-microservice`` itself costs, so what no component it serves can beat;
   ``floor-river``: the same component on the project's server, 1 worker;
@@ -102,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", default="1,2", help="worker counts for servers that have workers (default %(default)s)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="subset of %(default)s")
     p.add_argument("--river-class", default="model_wrappers.RiverModel", help="class path served as seldon-river")
+    p.add_argument("--river-venv", default="server",
+                   help="where the project's server runs from: 'server' (default: the project installed without "
+                        "the seldon-core extra, in a cached venv), 'this' (this interpreter) or a venv's folder")
     p.add_argument("--river-env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra environment for the seldon-river servers (e.g. GUNICORN_THREADS=4); repeatable")
     p.add_argument("--river-param", action="append", default=[], metavar="NAME=VALUE",
@@ -167,7 +171,7 @@ def typed(value: str):
 
 
 # -- machine --------------------------------------------------------------------------------
-def machine_info(mlserver_venv: Path | None = None) -> dict:
+def machine_info(mlserver_venv: Path | None = None, river_venv: Path | None = None) -> dict:
     import dill
     import grpc
     import numpy
@@ -203,12 +207,30 @@ def machine_info(mlserver_venv: Path | None = None) -> dict:
         from .baselines import mlserver_env
 
         versions["mlserver"] = mlserver_env.version_of(mlserver_venv, "mlserver")
+    if river_venv is not None:
+        versions["seldon-river server"] = server_versions(river_venv)
     return {
         "nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(), "cpu_model": cpu,
         "kernel": platform.release(), "loadavg_start": list(os.getloadavg()),
         "mem_total_mb": _meminfo("MemTotal"), "versions": versions,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+SERVER_VERSIONS = r"""
+import json, platform, importlib.metadata as m
+from google.protobuf.internal import api_implementation
+names = ("river", "numpy", "grpcio", "protobuf", "prometheus-client", "uvicorn", "uvloop")
+found = {n: m.version(n) for n in names}
+found["protobuf"] += f" ({api_implementation.Type()})"
+print(json.dumps({"python": platform.python_version(), **found}))
+"""
+
+
+def server_versions(venv: Path) -> dict:
+    """What the project's server runs on in ``venv`` (it differs from this interpreter's)."""
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", SERVER_VERSIONS], capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else {"error": out.stderr[-500:]}
 
 
 def fsync_probe(folder: Path, count: int = 50) -> dict:
@@ -287,7 +309,7 @@ def median_ceiling(runs: list[dict]) -> dict:
 class Workload:
     """Model folder, rows and pre-encoded bodies for every server protocol and scenario."""
 
-    def __init__(self, workdir: Path, mlserver_venv: Path | None):
+    def __init__(self, workdir: Path, mlserver_venv: Path | None, river_venv: Path | None = None):
         from . import servers
 
         self.data = servers.phishing()
@@ -296,6 +318,7 @@ class Workload:
         self.model = servers.warmed_pipeline(self.data)
         self.folder = servers.export_phishing_model(workdir / "model", self.model)
         self.mlserver_venv = mlserver_venv
+        self.river_venv = river_venv
         self._bodies: dict = {}
 
     def bodies(self, protocol: str, scenario: str) -> list[bytes]:
@@ -335,12 +358,12 @@ def make_servers(args: argparse.Namespace, workdir: Path, work: Workload) -> lis
             params = {"model_uri": str(work.folder), "state_uri": f"sqlite:///{workdir / f'{name}.db'}",
                       **river_params}
             return servers.SeldonServer(workdir, name, label, args.river_class, params, workers, river_env,
-                                        server="seldon-river")
+                                        server="seldon-river", venv=work.river_venv)
         if label == "floor":
             return servers.SeldonServer(workdir, name, label, servers.FLOOR_CLASS, {"fast_metrics": True}, workers, {})
         if label == "floor-river":
             return servers.SeldonServer(workdir, name, label, servers.FLOOR_CLASS, {}, workers, {},
-                                        server="seldon-river")
+                                        server="seldon-river", venv=work.river_venv)
         raise ValueError(f"unknown server {label!r}")
 
     made = []
@@ -350,7 +373,8 @@ def make_servers(args: argparse.Namespace, workdir: Path, work: Workload) -> lis
             params = {"model_uri": str(work.folder), "state_uri": f"sqlite:///{workdir / f'{label}-w{workers}.db'}",
                       **river_params, **extra}
             made.append(servers.SeldonServer(workdir, f"{label}-w{workers}", label, class_path or args.river_class,
-                                              params, workers, {**river_env, **env}, server="seldon-river"))
+                                              params, workers, {**river_env, **env}, server="seldon-river",
+                                              venv=work.river_venv))
     if "floor-river" in args.servers:
         made.append(one("floor-river", 1))
     if "mlserver" in args.servers:
@@ -610,16 +634,30 @@ def table(results: dict) -> str:
 
 
 # -- main -----------------------------------------------------------------------------------
-def run_all(args: argparse.Namespace, mlserver_venv: Path | None = None) -> dict:
-    """Run the selected sections; returns the results dict (also written to ``args.out``)."""
+def river_venv(args: argparse.Namespace, log=print) -> Path | None:
+    """The venv of the project's server that ``--river-venv`` names (None: this interpreter's)."""
+    if args.river_venv == "this":
+        return None
+    if args.river_venv == "server":
+        from . import venvs
+
+        return venvs.ensure_project_server(log=log)
+    return Path(args.river_venv)
+
+
+def run_all(args: argparse.Namespace, mlserver_venv: Path | None = None, river: Path | None = None) -> dict:
+    """Run the selected sections; returns the results dict (also written to ``args.out``).
+
+    ``river`` is the venv the project's servers run from (None: this interpreter's).
+    """
     results: dict = {"settings": {
         "sections": args.sections, "duration_s": args.duration, "rounds": args.rounds, "warmup_s": args.warmup,
         "connections": args.connections, "grpc_concurrency": args.grpc_concurrency, "servers": args.servers,
         "workers": args.workers, "scenarios": args.scenarios, "river_class": args.river_class,
-        "river_env": args.river_env, "river_param": args.river_param, "stock_env": args.stock_env,
+        "river_env": args.river_env, "river_venv": args.river_venv, "river_param": args.river_param, "stock_env": args.stock_env,
         "variants": args.variant,
         "backends": list(args.backends), "load": "wrk -t1 (REST, Lua-cycled bodies); asyncio gRPC, one channel per call in flight",
-    }, "machine": machine_info(mlserver_venv), "errors": {}}
+    }, "machine": machine_info(mlserver_venv, river), "errors": {}}
     began = time.monotonic()
     own_tmp = None
     if args.workdir is None:
@@ -630,7 +668,7 @@ def run_all(args: argparse.Namespace, mlserver_venv: Path | None = None) -> dict
         workdir.mkdir(parents=True, exist_ok=True)
     try:
         results["machine"]["fsync"] = fsync_probe(workdir)
-        work = Workload(workdir, mlserver_venv)
+        work = Workload(workdir, mlserver_venv, river)
         if "serve" in args.sections:
             try:
                 run_serve(args, workdir, work, results)
@@ -670,9 +708,29 @@ def run_all(args: argparse.Namespace, mlserver_venv: Path | None = None) -> dict
     results["machine"]["loadavg_end"] = list(os.getloadavg())
     results["elapsed_s"] = round(time.monotonic() - began, 1)
     if args.out:
+        carry_over(results, args.out)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     return results
+
+
+# Sections a run may leave out; their figures stay in the results file, marked with their run's date.
+CARRIED = ("state", "keyed", "keyed_sharded")
+
+
+def carry_over(results: dict, out: Path) -> None:
+    """Keep the sections of ``out`` that this run did not measure, saying when they were."""
+    try:
+        earlier = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return
+    carried = {}
+    for key in CARRIED:
+        if key in earlier and key not in results:
+            results[key] = earlier[key]
+            carried[key] = (earlier.get("carried") or {}).get(key) or (earlier.get("machine") or {}).get("date")
+    if carried:
+        results["carried"] = carried
 
 
 def reexec_in_netns(argv: list[str]) -> None:
@@ -688,14 +746,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     venv = None
+    # Before entering the namespace: installing needs the network, the namespace has none.
     if "serve" in args.sections and "mlserver" in args.servers:
         from .baselines import mlserver_env
 
-        # Before entering the namespace: installing needs the network, the namespace has none.
         venv = mlserver_env.ensure(log=log)
+    river = river_venv(args, log=log)
     if os.environ.get("SELDON_RIVER_IN_NETNS") != "1":
         reexec_in_netns(argv)
-    results = run_all(args, venv)
+    results = run_all(args, venv, river)
     print(table(results))
     print(f"\nwrote {args.out} ({results['elapsed_s']} s)")
     return 1 if results["errors"] else 0

@@ -240,27 +240,30 @@ class SeldonServer(Server):
     server
         ``seldon-core`` (Seldon's wrapper: ``workers`` gunicorn workers and as many gRPC processes)
         or ``seldon-river`` (the project's server: ``workers`` processes, each serving REST and gRPC).
+    venv
+        The environment whose ``bin`` holds the server's command (default: this interpreter's).
 
     """
 
     def __init__(self, workdir: Path, name: str, label: str, class_path: str, parameters: dict,
-                 workers: int = 1, env: dict | None = None, server: str = "seldon-core"):
+                 workers: int = 1, env: dict | None = None, server: str = "seldon-core", venv: Path | None = None):
         super().__init__(workdir, name, label, workers)
         self.class_path = class_path
         self.parameters = parameters
         self.env = dict(env or {})
         self.server = server
+        self.bin = Path(venv) / "bin" if venv is not None else BIN
 
     def command(self) -> list[str]:
         if self.server == "seldon-river":
             return [
-                str(BIN / "seldon-river-microservice"), self.class_path, "--service-type", "MODEL",
+                str(self.bin / "seldon-river-microservice"), self.class_path, "--service-type", "MODEL",
                 "--host", "127.0.0.1", "--http-port", str(self.http), "--grpc-port", str(self.grpc),
                 "--metrics-port", str(self.metrics), "--workers", str(self.workers),
                 "--parameters", seldon_parameters(self.parameters),
             ]
         return [
-            str(BIN / "seldon-core-microservice"), self.class_path, "--service-type", "MODEL",
+            str(self.bin / "seldon-core-microservice"), self.class_path, "--service-type", "MODEL",
             "--http-port", str(self.http), "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics),
             "--workers", str(self.workers), "--grpc-workers", str(self.workers),
             "--parameters", seldon_parameters(self.parameters),
@@ -281,7 +284,8 @@ class SeldonServer(Server):
         return grpc_ready(self.grpc)
 
     def describe(self) -> dict:
-        return {**super().describe(), "class": self.class_path, "env": self.env, "server": self.server}
+        return {**super().describe(), "class": self.class_path, "env": self.env, "server": self.server,
+                "python": str(self.bin / "python")}
 
 
 class MLServer(Server):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import orjson
+
 from . import payload
 from .checks import check_reward, meta_of, text_id
 from .errors import InvalidInput, NotFound, StateUnavailable
@@ -163,6 +165,23 @@ class GaugeReport:
             return None
         self._last = dict(figures)
         return gauges(figures)
+
+
+def encode_record(record) -> bytes:
+    """What a prediction remembers for its label-only feedback, as JSON (read back by :func:`recall_prediction`).
+
+    The rows were validated (finite numbers, strings, booleans, None), so orjson writes what
+    ``json`` would, several times faster on a batch; anything it has no type for goes the slow way.
+
+    >>> json.loads(encode_record({"names": ["a"], "table": [[1.5], [2]]}))
+    {'names': ['a'], 'table': [[1.5], [2]]}
+    >>> json.loads(encode_record([{"a": 2 ** 70}]))  # beyond orjson's 64-bit integers
+    [{'a': 1180591620717411303424}]
+    """
+    try:
+        return orjson.dumps(record)
+    except TypeError:
+        return json.dumps(record).encode()
 
 
 def recall_prediction(message: dict, log, ttl: float, capacity: int) -> tuple[str, object]:

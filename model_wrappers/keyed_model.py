@@ -38,13 +38,12 @@ request to its owner.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 
 from . import payload, seldon_metrics
 from .adapter_support import (
-    ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, gauges, recall_prediction, request_key, request_puid,
-    tagged_keys,
+    ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, encode_record, gauges, recall_prediction, request_key,
+    request_puid, tagged_keys,
 )
 from .artifact import Feature, read_metadata
 from .checks import meta_of
@@ -432,7 +431,7 @@ class KeyedRiverModel(StockWrapperSupport):
 
     def _remember(self, puid: str, keys: list[str], rows: list[dict]) -> None:
         # Written in the background; a failure is logged there and only affects label-only feedback.
-        self.replica.log.remember(puid, json.dumps({"keys": keys, "rows": rows}).encode())
+        self.replica.log.remember(puid, encode_record({"keys": keys, "rows": rows}))
 
     def _feedback_rows(self, message: dict) -> tuple[list[str], list[dict]]:
         request = message.get("request") or {}

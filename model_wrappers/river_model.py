@@ -39,12 +39,12 @@ True
 
 from __future__ import annotations
 
-import json
 import logging
 
 from . import payload, seldon_metrics
 from .adapter_support import (
-    ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, gauges, recall_prediction, request_puid,
+    ALREADY_LEARNED_TAG, LEARNED_TAG, Feedback, GaugeReport, encode_record, gauges, recall_prediction,
+    request_puid,
 )
 from .artifact import load_model, read_metadata
 from .checks import meta_of
@@ -238,7 +238,7 @@ class RiverModel(StockWrapperSupport):
         # A table of numbers is kept as one list of names and lists of values: far less to encode.
         record = {"names": self.schema.names, "table": batch.table} if batch.table is not None else batch.rows
         # Written in the background; a failure is logged there and only affects label-only feedback.
-        self.replica.log.remember(puid, json.dumps(record).encode())
+        self.replica.log.remember(puid, encode_record(record))
 
     def _feedback_rows(self, message: dict) -> list[dict]:
         request = message.get("request") or {}

@@ -11,7 +11,10 @@ Run it with::
 
 from __future__ import annotations
 
-from seldon_core.proto.prediction_pb2 import SeldonMessage
+try:
+    from seldon_core.proto.prediction_pb2 import SeldonMessage  # the stock wrapper's own class
+except ImportError:  # the project's server installed without the seldon-core extra
+    from model_wrappers.protocol import SeldonMessage
 
 ANSWER = {"data": {"names": ["False", "True"], "ndarray": [[0.5, 0.5]]}}
 

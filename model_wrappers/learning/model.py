@@ -252,31 +252,60 @@ class ModelState:
             return OUTPUT_NAMES["regressor"], [[float(self.pipeline.predict_one(x) or 0.0)] for x in rows]
         if self.task == "anomaly":
             return OUTPUT_NAMES["anomaly"], [[float(self.pipeline.score_one(x))] for x in rows]
-        probas = self._predict_probas(rows, table)
+        many = self._predict_many(rows, table)
+        if many is not None:
+            return many
+        probas = self._probas_one(rows)
+        return self._output(self._ordered_classes(c for p in probas for c in p), probas)
+
+    def _ordered_classes(self, seen) -> list:
+        """The model's classes, then any other class a prediction named (sorted, so every replica agrees)."""
         classes = list(self.classes)
-        extra = {c for p in probas for c in p if c not in classes}
-        classes += sorted(extra, key=lambda c: (type(c).__name__, str(c)))
+        known = set(classes)
+        extra = {c for c in seen if c not in known}
+        return classes + sorted(extra, key=lambda c: (type(c).__name__, str(c)))
+
+    @staticmethod
+    def _output(classes: list, probas: list[dict]) -> tuple[list[str], list[list]]:
         return [str(c) for c in classes], [[float(p.get(c, 0.0)) for c in classes] for p in probas]
 
-    def _predict_probas(self, rows: list[dict], table: list[list] | None) -> list[dict]:
-        # river's vectorised path pays off from a few dozen rows where the pipeline offers one
-        # (StandardScaler | LogisticRegression: 100 rows in ~0.3 ms instead of ~0.5 ms). It is
-        # used only once it gave the same answers as the per-row path on a real batch.
-        many = getattr(self, "_many", None)  # checkpoints from before this path have none
-        batch = self._predict_proba_many(rows, table) if len(rows) >= MANY_FROM and many is not False else None
-        if batch is not None and many:
-            return batch
-        one = [self.pipeline.predict_proba_one(x) for x in rows]
-        if batch is not None:
-            # First batch: every process answers batches the same way once they agree.
-            self._many = _same_probas(batch, one)
-            if self._many:
-                return batch
-            logger.info("predict_proba_many disagrees with predict_proba_one for this pipeline: per row")
-        return one
+    def _probas_one(self, rows: list[dict]) -> list[dict]:
+        return [self.pipeline.predict_proba_one(x) for x in rows]
 
-    def _predict_proba_many(self, rows: list[dict], table: list[list] | None) -> list[dict] | None:
-        """Class probabilities through the pipeline's batch path; None when this batch cannot take it.
+    def _predict_many(self, rows: list[dict], table: list[list] | None) -> tuple[list[str], list[list]] | None:
+        """The output through river's vectorised path, or None when this batch goes row by row.
+
+        It pays off from a few dozen rows where the pipeline offers one (StandardScaler |
+        LogisticRegression: 100 rows in ~0.3 ms instead of ~0.5 ms). It is used only once it
+        gave the same answers as the per-row path on a real batch.
+        """
+        many = getattr(self, "_many", None)  # checkpoints from before this path have none
+        if len(rows) < MANY_FROM or many is False:
+            return None
+        frame = self._predict_proba_many(rows, table)
+        if frame is None:
+            return None
+        import numpy as np
+
+        columns = list(frame.columns)
+        classes = self._ordered_classes(columns)
+        values = frame.to_numpy(dtype=float)
+        out = np.zeros((len(values), len(classes)))
+        at = {c: i for i, c in enumerate(columns)}
+        for j, c in enumerate(classes):
+            if c in at:
+                out[:, j] = values[:, at[c]]
+        if not many:
+            # First batch: every process answers batches the same way once they agree.
+            one = self._probas_one(rows)
+            self._many = _same_probas([dict(zip(columns, p)) for p in values.tolist()], one)
+            if not self._many:
+                logger.info("predict_proba_many disagrees with predict_proba_one for this pipeline: per row")
+                return None
+        return [str(c) for c in classes], out.tolist()
+
+    def _predict_proba_many(self, rows: list[dict], table: list[list] | None):
+        """The pipeline's ``predict_proba_many`` frame; None when this batch cannot take it.
 
         The batch path takes a pandas DataFrame; river 0.24 and later do not install pandas,
         and without it every batch goes row by row (the same answers).
@@ -290,14 +319,12 @@ class ModelState:
         try:
             values = table if table is not None else [[x[c] for c in columns] for x in rows]
             frame = pd.DataFrame(np.array(values, dtype=float), columns=columns)
-            out = self.pipeline.predict_proba_many(frame)
+            return self.pipeline.predict_proba_many(frame)
         except (AttributeError, NotImplementedError):
             self._many = False  # no batch path in this pipeline
             return None
         except (TypeError, ValueError, KeyError):
             return None  # e.g. category features: this batch goes row by row
-        classes = list(out.columns)
-        return [dict(zip(classes, p)) for p in out.to_numpy().tolist()]
 
     def figures(self) -> dict[str, float]:
         """Progressive metrics and counters, by name (computed once per change of the state)."""

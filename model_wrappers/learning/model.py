@@ -35,6 +35,7 @@ from .challengers import Contender, PromotionRule, best_of, mean_of_last, row_er
 from .drift import HISTORY, DriftSettings, DriftWatch
 from .progressive import ProgressiveScore
 
+MAX_TRUTH = 1e100  # the largest regression truth taken (its square stays far from overflow)
 MANY_FROM = 32  # rows from which a batch tries the pipeline's predict_proba_many
 logger = logging.getLogger(__name__)
 _HAS_PANDAS = importlib.util.find_spec("pandas") is not None
@@ -118,6 +119,9 @@ class ModelState:
         if self.task == "regressor":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise InvalidInput(f"truth row {i}: a regressor needs a finite number, got {value!r}")
+            if abs(value) > MAX_TRUTH:
+                # Squared errors of larger values overflow in learning and in the metrics.
+                raise InvalidInput(f"truth row {i}: a regressor's truth must lie within ±{MAX_TRUTH:g}, got {value!r}")
             return value
         if self.task == "anomaly":
             if value not in (0, 1, True, False):

@@ -204,9 +204,9 @@ def machine_info(mlserver_venv: Path | None = None, river_venv: Path | None = No
         out = subprocess.run([redis, "--version"], capture_output=True, text=True)
         versions["redis-server"] = next((w[2:] for w in out.stdout.split() if w.startswith("v=")), None)
     if mlserver_venv is not None:
-        from .baselines import mlserver_env
+        from .venvs import version_of
 
-        versions["mlserver"] = mlserver_env.version_of(mlserver_venv, "mlserver")
+        versions["mlserver"] = version_of(mlserver_venv, "mlserver")
     if river_venv is not None:
         versions["seldon-river server"] = server_versions(river_venv)
     return {
@@ -654,8 +654,8 @@ def run_all(args: argparse.Namespace, mlserver_venv: Path | None = None, river: 
         "sections": args.sections, "duration_s": args.duration, "rounds": args.rounds, "warmup_s": args.warmup,
         "connections": args.connections, "grpc_concurrency": args.grpc_concurrency, "servers": args.servers,
         "workers": args.workers, "scenarios": args.scenarios, "river_class": args.river_class,
-        "river_env": args.river_env, "river_venv": args.river_venv, "river_param": args.river_param, "stock_env": args.stock_env,
-        "variants": args.variant,
+        "river_env": args.river_env, "river_venv": args.river_venv, "river_param": args.river_param,
+        "stock_env": args.stock_env, "variants": args.variant,
         "backends": list(args.backends), "load": "wrk -t1 (REST, Lua-cycled bodies); asyncio gRPC, one channel per call in flight",
     }, "machine": machine_info(mlserver_venv, river), "errors": {}}
     began = time.monotonic()

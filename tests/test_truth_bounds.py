@@ -15,3 +15,5 @@ def test_a_truth_whose_square_overflows_is_refused_with_the_bound():
         check.check_truth([1.0, 1.3407807929945842e154], 2)
     with pytest.raises(InvalidInput, match="truth row 0: a regressor needs a finite number"):
         check.check_truth([float("inf")], 1)
+    with pytest.raises(InvalidInput, match="truth row 0: a regressor needs a finite number"):
+        check.check_truth([10 ** 400], 1)  # an int beyond any float (JSON allows it)

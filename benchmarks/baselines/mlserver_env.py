@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import venvs
-from ..venvs import version_of
 
 MLSERVER_VERSION = "1.7.1"
 CONSTRAINTS = Path(__file__).resolve().parent / "mlserver-constraints.txt"
@@ -20,9 +19,6 @@ def ensure(log=print) -> Path:
     """The venv's folder, created and installed on first use; later calls only check a stamp."""
     return venvs.ensure(f"mlserver-{MLSERVER_VERSION}", [f"mlserver=={MLSERVER_VERSION}", *venvs.model_pins()],
                         CONSTRAINTS, log=log)
-
-
-__all__ = ["MLSERVER_VERSION", "ensure", "version_of"]
 
 
 if __name__ == "__main__":

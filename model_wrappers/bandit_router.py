@@ -42,6 +42,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -56,7 +57,7 @@ from .checks import count_rows
 from .config import StateSettings, fingerprint, unit_id
 from .errors import InvalidInput, StateUnavailable, seldon_errors
 from .learning.router import RouterSettings, RouterState, reward_event
-from .log import LogUnavailable
+from .log import LogUnavailable, steps
 from .log.replica import Replica
 from .stock_wrapper import StockWrapperSupport
 
@@ -199,6 +200,10 @@ class BanditRouter(StockWrapperSupport):
 
     @seldon_errors
     def send_feedback_raw(self, feedback):
+        return steps.run(self.send_feedback_steps(feedback))
+
+    def send_feedback_steps(self, feedback):
+        """:meth:`send_feedback_raw` as :mod:`~model_wrappers.log.steps` (how the project's server calls it)."""
         read = Feedback.read(feedback)
         message = read.message
         arm = read.routing.get(self.unit)
@@ -210,7 +215,7 @@ class BanditRouter(StockWrapperSupport):
         if earlier is not None:
             return self._ack({"seldon_river_position": earlier, ALREADY_LEARNED_TAG: True}, read)
         if arm is None:
-            arm = self._remembered_arm(message)
+            arm = yield from self._remembered_arm(message)
         if arm is None:
             routing = read.routing
             seen = f"it has routing for {sorted(routing)}" if routing else "it has no response.meta.routing"
@@ -227,16 +232,18 @@ class BanditRouter(StockWrapperSupport):
                 rows = max(found, 1)
                 break
         event = read.event(reward_event(self.settings, arm, message.get("reward", 0.0), rows))
-        position, already = self.replica.submit_once(event)
+        position, already = yield from self.replica.submit_once_steps(event)
         tags = {"seldon_river_arm": event["arm"], "seldon_river_position": position}
         return self._ack({**tags, ALREADY_LEARNED_TAG: True} if already else tags, read)
 
-    def _remembered_arm(self, message: dict) -> int | None:
+    def _remembered_arm(self, message: dict) -> steps.Steps:
+        """The arm the prediction named by the feedback's request id was routed to, or None."""
         puid = prediction_puid(message)
         if not puid:
             return None
         try:
-            record = self.replica.log.recall(puid)
+            # Off the event loop: a store's round trip, or a short wait for another process.
+            record = yield steps.Blocking(functools.partial(self.replica.log.recall, puid))
         except LogUnavailable as exc:
             raise StateUnavailable(f"feedback refused, nothing was learned: {exc}") from None
         return int(record) if record is not None else None

@@ -39,6 +39,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from . import payload, seldon_metrics
@@ -52,6 +53,7 @@ from .config import StateSettings
 from .errors import NotFound, seldon_errors
 from .keyed_artifact import is_keyed
 from .learning.model import ModelState, check_fits
+from .log import steps
 from .log.replica import Replica
 from .model_options import ModelOptions
 from .stock_wrapper import StockWrapperSupport
@@ -174,20 +176,25 @@ class RiverModel(StockWrapperSupport):
 
     @seldon_errors
     def send_feedback_raw(self, feedback):
+        return steps.run(self.send_feedback_steps(feedback))
+
+    def send_feedback_steps(self, feedback):
+        """:meth:`send_feedback_raw` as :mod:`~model_wrappers.log.steps` (how the project's server calls it)."""
         read = Feedback.read(feedback, self.routed)
         read.require_truth(self.metadata.task)
         earlier = self.replica.applied_at(read.id)
         if earlier is not None:
             return self._ack(earlier, read, {ALREADY_LEARNED_TAG: True})
         try:
-            rows = self._feedback_rows(read.message)
+            rows = yield from self._feedback_rows(read.message)
         except NotFound:
             if not read.for_a_sibling():
                 raise
             return self._ack(self.replica.position, read, {LEARNED_TAG: 0})
         state = self.replica.state
         values = state.check_truth(payload.read_values(read.truth, "truth"), len(rows)) if read.has_truth else None
-        position, already = self.replica.submit_once(read.event({"type": "learn", "rows": rows, "truth": values}))
+        position, already = yield from self.replica.submit_once_steps(
+            read.event({"type": "learn", "rows": rows, "truth": values}))
         return self._ack(position, read, {ALREADY_LEARNED_TAG: True} if already else {})
 
     def health_status_raw(self):
@@ -240,11 +247,14 @@ class RiverModel(StockWrapperSupport):
         # Written in the background; a failure is logged there and only affects label-only feedback.
         self.replica.log.remember(puid, encode_record(record))
 
-    def _feedback_rows(self, message: dict) -> list[dict]:
+    def _feedback_rows(self, message: dict) -> steps.Steps:
         request = message.get("request") or {}
         if request.get("data") is not None or request.get("jsonData") is not None:
             return self.schema.read(request).rows
-        record = recall_prediction(message, self.replica.log, self.label_ttl, self.label_capacity)[1]
+        # A label-only feedback: the record may take a store's round trip, or a short wait for
+        # another process to write it, so it is looked up off the event loop.
+        _, record = yield steps.Blocking(
+            functools.partial(recall_prediction, message, self.replica.log, self.label_ttl, self.label_capacity))
         if isinstance(record, dict):
             return [dict(zip(record["names"], row)) for row in record["table"]]
         return record

@@ -18,6 +18,9 @@ import dill
 import grpc
 import requests
 
+from model_wrappers.log.base import LogUnavailable
+from model_wrappers.log.sqlite import SQLiteLog
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 60.0
@@ -427,3 +430,23 @@ class SeldonStub:
 
 def _serialize(message) -> bytes:
     return message.SerializeToString()
+
+
+class BlockingLog(SQLiteLog):
+    """A log whose first transaction waits until released, so that others queue behind it."""
+
+    def __init__(self, *args, fail: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.batches: list[int] = []
+        self.fail = fail
+
+    def append_many(self, payloads):
+        self.batches.append(len(payloads))
+        if len(self.batches) == 1:
+            self.entered.set()
+            self.release.wait(20)
+        if self.fail:
+            raise LogUnavailable("disk gone")
+        return super().append_many(payloads)

@@ -17,8 +17,7 @@ import requests
 
 from model_wrappers.log.base import LogUnavailable
 from model_wrappers.log.group_commit import GroupCommit
-from model_wrappers.log.sqlite import SQLiteLog
-from support import PHISHING_FEATURES, model_service, phishing_stream, rows_payload
+from support import PHISHING_FEATURES, BlockingLog, model_service, phishing_stream, rows_payload
 
 
 @pytest.fixture
@@ -108,26 +107,6 @@ def test_sigterm_stops_every_process(services, phishing_folder, tmp_path):
     assert service.proc.wait(timeout=20) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{service.rest_url}/health/ping", timeout=2)
-
-
-class BlockingLog(SQLiteLog):
-    """A log whose first transaction waits until released, so that others queue behind it."""
-
-    def __init__(self, *args, fail: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.batches: list[int] = []
-        self.fail = fail
-
-    def append_many(self, payloads):
-        self.batches.append(len(payloads))
-        if len(self.batches) == 1:
-            self.entered.set()
-            self.release.wait(10)
-        if self.fail:
-            raise LogUnavailable("disk gone")
-        return super().append_many(payloads)
 
 
 def _submit_concurrently(commits: GroupCommit, log: BlockingLog, n: int):

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -39,9 +40,12 @@ def metrics_for(task: str) -> metrics.base.Metrics:
 
 def metric_key(metric: metrics.base.Metric) -> str:
     """``CrossEntropy`` -> ``cross_entropy``: the name used in metrics, tags and status."""
-    name = type(metric).__name__
-    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
-    return name.lower()
+    return _snake_case(type(metric).__name__)
+
+
+@functools.lru_cache(maxsize=256)
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 class ProgressiveScore:
@@ -61,16 +65,26 @@ class ProgressiveScore:
 
     def update(self, model, x: dict, y):
         """Score ``model`` on ``(x, y)`` the way river's progressive validation does; returns what it predicted."""
-        if self.task == "anomaly" or is_anomaly_detector(model):
-            y_pred = model.score_one(x)
-        elif is_classifier(model) and not self.metric.requires_labels:
-            y_pred = model.predict_proba_one(x)
-        else:
-            y_pred = model.predict_one(x)
+        # Which method scores is read once per model object: the checks walk the pipeline.
+        scoring = self.__dict__.get("_scoring")
+        if scoring is None or scoring[0] is not model:
+            scoring = self._scoring = (model, self._scoring_method(model))
+        y_pred = getattr(model, scoring[1])(x)
         self.count += 1
         if y_pred != {} and y_pred is not None:
             self.metric.update(y_true=y, y_pred=y_pred)
         return y_pred
+
+    def _scoring_method(self, model) -> str:
+        if self.task == "anomaly" or is_anomaly_detector(model):
+            return "score_one"
+        if is_classifier(model) and not self.metric.requires_labels:
+            return "predict_proba_one"
+        return "predict_one"
+
+    def __getstate__(self) -> dict:
+        # A checkpoint holds the figures, not which model was scored last.
+        return {k: v for k, v in self.__dict__.items() if k != "_scoring"}
 
     def values(self) -> dict[str, float]:
         """Current values by metric name; metrics with no finite value yet are left out."""

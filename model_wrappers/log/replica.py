@@ -34,6 +34,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -41,10 +42,12 @@ import threading
 import time
 from typing import Any, Callable
 
+import orjson
+
 from ..config import without_password
 from ..errors import NotLearned, OutcomeUnknown, StateUnavailable
 from ..learning.applied import applied_at
-from . import open_log
+from . import open_log, steps
 from .base import Checkpoint, EventLog, LogOutcomeUnknown, LogUnavailable
 from .group_commit import GroupCommit
 
@@ -60,7 +63,10 @@ def encode(event: dict) -> bytes:
 
 
 def decode(payload: bytes) -> dict:
-    return json.loads(payload)
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:  # not what encode() writes; Python's reader says why
+        return json.loads(payload)
 
 
 def checkpoint_at(log: EventLog, position: int) -> Checkpoint:
@@ -121,7 +127,10 @@ class Replica:
         self._fresh = fresh
         self._from_checkpoint = restore
         self.log = log
-        self._commits = GroupCommit(log)
+        # Events this process logged, by position, until applied: the replica applies them from
+        # here rather than reading back what it has just written.
+        self._written: dict[int, bytes] = {}
+        self._commits = GroupCommit(log, on_durable=self._logged)
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.max_staleness = max_staleness
         self.state: Any = None
@@ -192,12 +201,24 @@ class Replica:
             self.position = checkpoint.position
         self.restored_from = self.position
 
-    def _catch_up(self) -> int:
+    def _logged(self, positions: list[int], payloads: list[bytes]) -> None:
+        # Called by the thread that committed them, outside the lock: dict updates are atomic.
+        self._written.update(zip(positions, payloads))
+
+    def _catch_up(self, upto: int | None = None) -> int:
+        """Apply the log's new events (or at least those up to ``upto``); returns how many."""
         applied = 0
         while True:
+            if upto is not None and self.position >= upto:
+                break
+            payload = self._written.pop(self.position + 1, None)
+            if payload is not None:
+                self._apply(self.position + 1, payload)
+                applied += 1
+                continue
             entries = self.log.read(self.position, READ_BATCH)
             if not entries:
-                return applied
+                break
             if entries[0][0] != self.position + 1:
                 # Compacted past us: the events we miss are inside a newer checkpoint.
                 logger.info("log %s moved past position %d; reloading its checkpoint", self.log.name, self.position)
@@ -211,6 +232,14 @@ class Replica:
             for position, payload in entries:
                 self._apply(position, payload)
                 applied += 1
+            if len(entries) < READ_BATCH:
+                break  # the log's end, as it stood a moment ago
+        if self._written:
+            # Our events applied from the log's copy (another process wrote before them), or
+            # skipped by a reload of a newer checkpoint.
+            for position in [p for p in list(self._written) if p <= self.position]:
+                self._written.pop(position, None)
+        return applied
 
     def _apply(self, position: int, payload: bytes) -> None:
         try:
@@ -229,11 +258,11 @@ class Replica:
         self.position = position
 
     # -- reads and writes -----------------------------------------------------------------
-    def sync(self) -> None:
-        """Apply any new events. If the log cannot be read, keep serving the last state."""
+    def sync(self, upto: int | None = None) -> None:
+        """Apply any new events (or those up to ``upto``). If the log cannot be read, keep serving the last state."""
         with self._lock:
             try:
-                self._catch_up()
+                self._catch_up(upto)
                 self.last_error = None
             except LogUnavailable as exc:
                 if self.last_error is None:
@@ -254,20 +283,24 @@ class Replica:
         Threads submitting at the same time share one durable transaction (see
         :mod:`.group_commit`); each returns once its own event is durable and applied.
         """
+        return steps.run(self.submit_steps(event))
+
+    def submit_steps(self, event: dict) -> steps.Steps:
+        """:meth:`submit` as :mod:`.steps`, for a caller that may run on an event loop."""
         payload = encode(event)
         try:
-            position = self._commits.append(payload)
+            position = yield steps.Durable(self._commits, payload)
         except LogOutcomeUnknown as exc:
             raise OutcomeUnknown(f"{exc}. Resend it: with its feedback id or puid it is learned at most once") from None
         except LogUnavailable as exc:
             raise StateUnavailable(f"not logged, so nothing was learned: {exc}") from None
         with self._lock:
-            self.sync()
+            self.sync(upto=position)
             pending = None
             if position % self.checkpoint_every == 0 and self.position >= position:
                 pending = self._begin_checkpoint()
         if pending is not None:
-            self._write_checkpoint(*pending)
+            yield steps.Blocking(functools.partial(self._write_checkpoint, *pending))
         return position
 
     def applied_at(self, feedback_id: str | None) -> int | None:
@@ -281,11 +314,15 @@ class Replica:
         ``position``: found before logging (nothing is appended), or found when the log was
         applied, a copy logged by another process at the same time (the state skipped ours).
         """
+        return steps.run(self.submit_once_steps(event))
+
+    def submit_once_steps(self, event: dict) -> steps.Steps:
+        """:meth:`submit_once` as :mod:`.steps`."""
         feedback_id = event.get("id")
         earlier = self.applied_at(feedback_id)
         if earlier is not None:
             return earlier, True
-        position = self.submit(event)
+        position = yield from self.submit_steps(event)
         if position in self.unlearned:
             raise NotLearned(f"the feedback was logged at position {position} of {self.log.name!r} but could "
                              f"not be learned ({self.unlearned[position]}); every replica skips it alike")

@@ -24,6 +24,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from ..log import steps
 from ..request_context import Call, current
 from .metrics import CustomMetrics
 
@@ -44,7 +45,7 @@ class Method:
 
 
 # Predictions and routing only read the learned state; the others may write it (feedback, and
-# transforms, which may learn from what passes).
+# transforms, which may learn from what passes). A feedback written as steps runs on the loop too.
 ON_LOOP = frozenset({"predict", "route"})
 
 METHODS = {
@@ -157,6 +158,9 @@ class Component:
         self.include_metrics = include_metrics
         self.name = type(obj).__name__
         self._hooks = {name: getattr(obj, method.hook, None) for name, method in METHODS.items()}
+        # A feedback written as steps (see model_wrappers.log.steps) runs on the event loop, and
+        # only its durable wait elsewhere: a handoff to a thread costs more than its work.
+        self._steps = getattr(obj, "send_feedback_steps", None) if self._hooks["send-feedback"] else None
 
     @classmethod
     def create(cls, interface_name: str, service_type: str, parameters: list, metrics: CustomMetrics,
@@ -181,6 +185,12 @@ class Component:
                 return self.call(method, message)
             finally:
                 current.reset(token)
+        if method == "send-feedback" and self._steps is not None:
+            token = current.set(call)
+            try:
+                return await self._feedback_on_loop(message, pool)
+            finally:
+                current.reset(token)
         context = contextvars.copy_context()
         context.run(current.set, call)
         return await asyncio.get_running_loop().run_in_executor(pool, context.run, self.call, method, message)
@@ -199,6 +209,16 @@ class Component:
             reply = hook(message)
         except Exception as exc:
             raise as_component_error(exc) from None
+        return self._answered(method, message, reply)
+
+    async def _feedback_on_loop(self, message, pool: ThreadPoolExecutor):
+        try:
+            reply = await steps.run_async(self._steps(message), pool)
+        except Exception as exc:
+            raise as_component_error(exc) from None
+        return self._answered("send-feedback", message, reply)
+
+    def _answered(self, method: str, message, reply):
         self._take_metrics(reply, METHODS[method].label)
         if method == "send-feedback":
             reward = message.get("reward") if isinstance(message, dict) else message.reward

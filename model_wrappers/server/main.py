@@ -148,8 +148,10 @@ async def serve(args, parameters: list, sockets) -> int:
     metrics_paths = tuple(dict.fromkeys((os.environ.get("PREDICTIVE_UNIT_METRICS_ENDPOINT", "/prometheus"),
                                          *METRICS_PATHS)))
     servers = [
+        # No proxy-headers layer: nothing here reads the client's address.
         _Server(uvicorn.Config(RestApp(component, pool, args.max_body_bytes), http="httptools", lifespan="off",
-                               access_log=False, log_level="warning", timeout_graceful_shutdown=args.grace)),
+                               access_log=False, log_level="warning", timeout_graceful_shutdown=args.grace,
+                               proxy_headers=False)),
         _Server(uvicorn.Config(MetricsApp([metrics], metrics_paths, live), http="httptools", lifespan="off",
                                access_log=False, log_level="warning", timeout_graceful_shutdown=1)),
     ]

@@ -148,3 +148,43 @@ def test_a_failed_transaction_fails_every_caller_and_writes_nothing(tmp_path):
     results, errors = _submit_concurrently(commits, log, 5)
     assert not results and sorted(errors) == list(range(5))
     assert log.read(0) == [] and log.head() == 0
+
+
+class RecordingTransport:
+    def __init__(self):
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data):
+        self.writes.append(data)
+
+    def is_closing(self):
+        return self.closed
+
+    def close(self):
+        self.closed = True
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": ("127.0.0.1", 1)}.get(name, default)
+
+
+def test_a_response_written_in_parts_leaves_in_one_write():
+    import asyncio
+
+    from model_wrappers.server.coalesce import CoalescingTransport
+
+    async def scenario():
+        inner = RecordingTransport()
+        transport = CoalescingTransport(inner, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n")
+        transport.write(b"pong")
+        assert inner.writes == []  # nothing sent before the loop's turn ends
+        await asyncio.sleep(0)
+        first = list(inner.writes)
+        transport.write(b"last")
+        transport.close()  # what is pending goes out before the connection closes
+        return first, inner, transport.get_extra_info("peername")
+
+    first, inner, peer = asyncio.run(scenario())
+    assert first == [b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\npong"]
+    assert inner.writes[1:] == [b"last"] and inner.closed and peer == ("127.0.0.1", 1)

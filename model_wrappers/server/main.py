@@ -112,6 +112,7 @@ async def serve(args, parameters: list, sockets) -> int:
     from ..config import LiveSettings
     from ..live import LiveApp, StatusFeed
     from ..live.sources import component_source
+    from .coalesce import CoalescingHttpTools
     from .component import Component
     from .grpc_api import GrpcApi, generic_handler
     from .metrics import CustomMetrics, seldon_labels
@@ -149,7 +150,7 @@ async def serve(args, parameters: list, sockets) -> int:
                                          *METRICS_PATHS)))
     servers = [
         # No proxy-headers layer: nothing here reads the client's address.
-        _Server(uvicorn.Config(RestApp(component, pool, args.max_body_bytes), http="httptools", lifespan="off",
+        _Server(uvicorn.Config(RestApp(component, pool, args.max_body_bytes), http=CoalescingHttpTools, lifespan="off",
                                access_log=False, log_level="warning", timeout_graceful_shutdown=args.grace,
                                proxy_headers=False)),
         _Server(uvicorn.Config(MetricsApp([metrics], metrics_paths, live), http="httptools", lifespan="off",

@@ -69,7 +69,6 @@ class GroupCommit:
         self._cond = threading.Condition(threading.Lock())
         self._waiting: list[_Pending] = []
         self._writing = False
-        self._loop_waiters = 0  # callers on an event loop whose event is not written yet
         self._writer: threading.Thread | None = None
 
     def append(self, payload: bytes) -> int:
@@ -91,7 +90,6 @@ class GroupCommit:
         mine = _Pending(payload, asyncio.get_running_loop().create_future())
         with self._cond:
             self._waiting.append(mine)
-            self._loop_waiters += 1
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_for_loops, name="seldon-river-commit",
                                                 daemon=True)
@@ -100,10 +98,11 @@ class GroupCommit:
         return await mine.future
 
     def _write_for_loops(self) -> None:
-        # Lives as long as the process: waits for events of loop callers and writes them.
+        # Lives as long as the process once a loop caller has come: writes whatever waits
+        # (threads' events too, which then find theirs written).
         with self._cond:
             while True:
-                if self._writing or not self._loop_waiters:
+                if self._writing or not self._waiting:
                     self._cond.wait()
                     continue
                 self._write_next()
@@ -119,7 +118,6 @@ class GroupCommit:
         finally:
             self._cond.acquire()
             self._writing = False
-            self._loop_waiters -= sum(1 for p in batch if p.future is not None)
             self._cond.notify_all()
 
     def _write(self, batch: list[_Pending]) -> None:

@@ -232,8 +232,6 @@ class Replica:
             for position, payload in entries:
                 self._apply(position, payload)
                 applied += 1
-            if len(entries) < READ_BATCH:
-                break  # the log's end, as it stood a moment ago
         if self._written:
             # Our events applied from the log's copy (another process wrote before them), or
             # skipped by a reload of a newer checkpoint.

@@ -272,3 +272,27 @@ def test_each_node_gets_the_calls_seldons_orchestrator_makes():
     assert graph.routes(router) and graph.takes_feedback(router) and graph.input_call(router) is None
     assert graph.input_call(Node("m", "MODEL", methods=("TRANSFORM_INPUT",))) == "/transform-input"
     assert graph.abtest(Node("ab", implementation="RANDOM_ABTEST")) and not graph.needs_process(Node("ab"))
+
+
+def test_a_component_whose_port_was_taken_is_started_on_other_ports(tmp_path):
+    """Ports are chosen free, then bound by the component a moment later; one taken meanwhile
+    (by another process, or as some connection's own port) must not fail the whole graph."""
+    import socket
+
+    from model_wrappers.local.plan import Component
+    from model_wrappers.local.supervisor import Supervisor
+
+    node = Component("nothing", "benchmarks.baselines.floor.Floor", "MODEL", (), {"PYTHONPATH": str(REPO)})
+    supervisor = Supervisor([node], tmp_path / "logs", "local", "default", report=lambda message: None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        supervisor["nothing"].http_port = taken.getsockname()[1]
+        try:
+            supervisor.start(timeout=60)
+            child = supervisor["nothing"]
+            assert child.http_port != taken.getsockname()[1]
+            assert "Address already in use" in (tmp_path / "logs" / "nothing.log").read_text()
+            assert requests.get(child.url + "/health/ping", timeout=10).text == "pong"
+        finally:
+            supervisor.stop()

@@ -28,6 +28,9 @@ from .plan import Component
 
 READY_PATH = "/health/ping"
 TAIL_CHARS = 2500
+PORT_RETRIES = 3  # times a component is started again on other ports when one was taken
+# What the server prints when a port it was given is taken (REST and metrics; gRPC).
+PORTS_TAKEN = ("Address already in use", "cannot listen for gRPC")
 
 
 class StartupError(Exception):
@@ -184,7 +187,7 @@ class Supervisor:
         try:
             for child in self.children.values():
                 self._spawn(child, exe)
-            self._wait_ready(timeout)
+            self._wait_ready(timeout, exe)
         except BaseException:
             self.stop()
             raise
@@ -209,12 +212,21 @@ class Supervisor:
         except urllib3.exceptions.HTTPError:
             return False
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, exe: str) -> None:
         pending = dict(self.children)
+        moved = dict.fromkeys(self.children, 0)
         deadline = time.monotonic() + timeout
         while pending:
             for name, child in list(pending.items()):
                 if child.exit_code() is not None:
+                    if moved[name] < PORT_RETRIES and any(m in tail(child.log, 300) for m in PORTS_TAKEN):
+                        # A port chosen free was taken before the component bound it (by another
+                        # process, or as a connection's own port): the component has not served
+                        # anything yet, and the graph reads its ports when it calls it.
+                        moved[name] += 1
+                        child.http_port, child.metrics_port, child.grpc_port = free_port(), free_port(), free_port()
+                        self._spawn(child, exe)
+                        continue
                     raise StartupError(
                         f"{child.failure()} before it was ready. Its log ends with:\n{tail(child.log)}"
                     )

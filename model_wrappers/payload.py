@@ -23,7 +23,6 @@ model_wrappers.errors.InvalidInput: row 0, feature 'y': expected a number, got '
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from typing import Any, Iterable, Sequence
@@ -175,14 +174,27 @@ def _tensor_message(body: dict) -> SeldonMessage | None:
     return out
 
 
-@dataclasses.dataclass
 class Batch:
-    """Validated rows of one request and how they were sent (so the reply can mirror it)."""
+    """Validated rows of one request and how they were sent (so the reply can mirror it).
 
-    rows: list[dict]
-    kind: str  # "ndarray", "tensor" or "jsonData"
-    # The same rows as lists in the schema's column order, when every value is a finite number.
-    table: list[list] | None = None
+    ``table`` holds the same rows as lists in the schema's column order (``names``) when every
+    value is a finite number; the rows as dicts are then built only if asked for.
+    """
+
+    __slots__ = ("kind", "table", "names", "_rows")
+
+    def __init__(self, kind: str, rows: list[dict] | None = None, table: list[list] | None = None,
+                 names: list[str] | None = None):
+        self.kind = kind  # "ndarray", "tensor" or "jsonData"
+        self.table = table
+        self.names = names
+        self._rows = rows
+
+    @property
+    def rows(self) -> list[dict]:
+        if self._rows is None:
+            self._rows = [dict(zip(self.names, row)) for row in self.table]
+        return self._rows
 
 
 def _check_value(value: Any, feature: Feature | None) -> str | None:
@@ -273,7 +285,7 @@ class Schema:
             raise InvalidInput("the request has no rows (empty batch)")
         numeric = self._numeric_table(names, table)
         if numeric is not None:
-            return Batch(rows=[dict(zip(self.names, row)) for row in numeric], kind=kind, table=numeric)
+            return Batch(kind, table=numeric, names=self.names)
         rows = [self._row(i, names, r) for i, r in enumerate(table)]
         problems = []
         for i, row in enumerate(rows):
@@ -285,7 +297,7 @@ class Schema:
             more = len(problems) - MAX_REPORTED
             suffix = f" (and {more} more)" if more > 0 else ""
             raise InvalidInput("; ".join(problems[:MAX_REPORTED]) + suffix)
-        return Batch(rows=rows, kind=kind)
+        return Batch(kind, rows=rows)
 
     def _numeric_table(self, names: list[str] | None, table: list) -> list[list] | None:
         """The table in schema column order if it holds only finite numbers in known columns, else None.

@@ -163,10 +163,14 @@ class RiverModel(StockWrapperSupport):
         message = payload.to_dict(request)
         batch = self.schema.read(message)
         puid = request_puid(message)
-        names, values, figures, learned_tags, position = self.replica.read(
-            lambda state: (*state.predict(batch.rows, batch.table), state.figures(), state.reply_tags(),
-                           self.replica.position)
-        )
+
+        def answer(state):
+            # A table of numbers goes to the model as it came: a batch may never need its dicts.
+            names, values = (state.predict(batch.rows) if batch.table is None
+                             else state.predict_table(batch.names, batch.table))
+            return names, values, state.figures(), state.reply_tags(), self.replica.position
+
+        names, values, figures, learned_tags, position = self.replica.read(answer)
         self._remember(puid, batch)
         # Keep the tags earlier graph nodes added (e.g. the outlier detector's), as Seldon's
         # wrapper does for components without raw hooks.

@@ -84,9 +84,12 @@ def test_batch_predictions_equal_row_by_row(make):
     state, rows = states(make(), 300)
     reference = state.pipeline
     expected = [[reference.predict_proba_one(x).get(c, 0.0) for c in (False, True)] for x in rows[:MANY_FROM + 8]]
+    batch = rows[:MANY_FROM + 8]
+    columns = list(batch[0])
+    table = [[x[c] for c in columns] for x in batch]
     answers = []
     for _ in range(2):  # the first batch checks the batch path, the second uses it when it agreed
-        names, values = state.predict(rows[:MANY_FROM + 8])
+        names, values = state.predict_table(columns, table)
         got = [[row[names.index("False")], row[names.index("True")]] for row in values]
         assert sum(got, []) == pytest.approx(sum(expected, []), abs=1e-9)
         answers.append(values)

@@ -24,8 +24,11 @@ from ..checks import valid_text
 
 logger = logging.getLogger(__name__)
 
-RECORD_DELAY = 0.01  # seconds a record waits to share a write with others
-RECALL_WAIT = 0.1  # seconds a recall keeps looking for a record another process may still hold
+# Seconds a record waits to share a write with others. At 1,000 predictions/s, 0.05 s makes
+# writes of ~50 records, which cost the writing thread about half of what writes of ~10 do.
+RECORD_DELAY = 0.05
+RECALL_WAIT = 0.25  # seconds a recall keeps looking for a record another process may still hold
+RECALL_POLL = 0.01  # seconds between two looks
 
 Write = Callable[[list[tuple[str, float, bytes]]], None]
 Read = Callable[[str], "bytes | None"]
@@ -93,7 +96,7 @@ class RecordWriter:
             found = self._read(key)
             if found is not None or time.monotonic() >= deadline:
                 return found
-            time.sleep(RECORD_DELAY)
+            time.sleep(RECALL_POLL)
 
     def flush(self) -> None:
         """Write the records waiting in this process now."""

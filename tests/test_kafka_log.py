@@ -122,6 +122,26 @@ def test_an_append_through_a_frozen_broker_is_answered_as_it_was_logged(tmp_path
         cluster.stop()
 
 
+def test_after_a_failed_append_an_unreachable_log_refuses_the_next_at_once(tmp_path):
+    """Clients replacing failed ones ask for the topic before they send: with the broker gone, the
+    next append is refused (nothing logged), not left in doubt after the producer's timeouts."""
+    cluster = start_kafka(tmp_path / "kafka")
+    try:
+        log = KafkaLog(cluster.uri(), "after-failure")
+        assert log.append(b"before") == 1
+        log._drop_clients()  # what a failed append does, its producer being closed
+        cluster.kill9(1)
+        with pytest.raises(LogUnavailable, match="append to") as refused:
+            log.append(b"refused")
+        assert not isinstance(refused.value, LogOutcomeUnknown), refused.value
+        cluster.start_node(1)  # same port, same data
+        assert log.append(b"after") == 2
+        assert [payload for _, payload in log.read(0)] == [b"before", b"after"]
+        log.close()
+    finally:
+        cluster.stop()
+
+
 def events_leader(cluster, uri: str, name: str) -> int:
     from confluent_kafka.admin import AdminClient
 

@@ -121,10 +121,10 @@ def _pack_record(expires: float, record: bytes) -> bytes:
 class _Clients:
     """The Kafka clients of one process (librdkafka's threads do not survive a fork)."""
 
-    def __init__(self, common: dict):
+    def __init__(self, common: dict, healthy: bool = True):
         from confluent_kafka import Consumer, Producer
 
-        self.healthy = True
+        self.healthy = healthy
         self.producer = Producer({
             **common, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
             "batch.num.messages": 1_000_000, "batch.size": MAX_BATCH_BYTES,
@@ -188,6 +188,9 @@ class KafkaLog(EventLog):
                         "socket.connection.setup.timeout.ms": 3000, "reconnect.backoff.max.ms": 1000}
         self._clients: _Clients | None = None
         self._clients_pid: int | None = None
+        # Clients made to replace ones that failed start out unhealthy: their first append asks
+        # for the topic, so a log still unreachable refuses it at once rather than after timeouts.
+        self._replacing_failed = False
         self._clients_lock = threading.Lock()
         self._floor = 0  # an offset at or below any this process's next append can get
         self._table: collections.OrderedDict[str, tuple[float, bytes]] = collections.OrderedDict()
@@ -253,14 +256,16 @@ class KafkaLog(EventLog):
     def _mine(self) -> _Clients:
         with self._clients_lock:
             if self._clients is None or self._clients_pid != os.getpid():
-                self._clients = _Clients(self._common)
+                self._clients = _Clients(self._common, healthy=not self._replacing_failed)
                 self._clients_pid = os.getpid()
+                self._replacing_failed = False
             return self._clients
 
-    def _drop_clients(self) -> None:
+    def _drop_clients(self, failed: bool = True) -> None:
         """Close this process's producer: nothing it still holds is retried after this."""
         with self._clients_lock:
             clients, self._clients = self._clients, None
+            self._replacing_failed = failed
         if clients is not None:
             try:
                 clients.producer.purge()
@@ -583,4 +588,4 @@ class KafkaLog(EventLog):
     def close(self) -> None:
         self._writer.flush()
         self._follower_pid = None
-        self._drop_clients()
+        self._drop_clients(failed=False)

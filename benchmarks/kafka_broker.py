@@ -84,7 +84,7 @@ class KafkaCluster:
         self.ports = {i: free_port() for i in self.ids}
         self.controller_ports = {i: free_port() for i in self.ids}
         self.procs: dict[int, subprocess.Popen] = {}
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = _cluster_id()
         self._classpath = ""
 
     @property
@@ -233,3 +233,12 @@ class KafkaCluster:
 
     def version(self) -> str:
         return Path(self._classpath or classpath(fetch=False)).parent.parent.name
+
+
+def _cluster_id() -> str:
+    """A random cluster id as Kafka makes them: 16 bytes in URL-safe base64, never starting with
+    "-" (the storage tool would read it as an option)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found

@@ -70,6 +70,15 @@ def test_prediction_records_reach_every_process_and_expire(kafka_uri):
         writer.close()
 
 
+def test_test_clusters_get_ids_the_storage_tool_reads_as_ids():
+    from benchmarks.kafka_broker import _cluster_id
+
+    # One id in 64 would start with "-" and be taken for an option (seen in CI).
+    ids = [_cluster_id() for _ in range(4000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert len(set(ids)) == len(ids) and {len(i) for i in ids} == {22}
+
+
 def test_bad_kafka_uris_say_what_is_expected():
     for uri, message in [("kafka://", "kafka://host:port"), ("kafka://k", "host:port"),
                          ("kafka://k:1?acks=1", "unknown settings"),

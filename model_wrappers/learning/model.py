@@ -324,7 +324,7 @@ class ModelState:
             self._many = False  # no batch path in this pipeline
             return None
         except (TypeError, ValueError, KeyError):
-            return None
+            return None  # e.g. a step that expects other than numbers: this batch goes row by row
 
     def figures(self) -> dict[str, float]:
         """Progressive metrics and counters, by name (computed once per change of the state)."""

@@ -27,6 +27,7 @@ import itertools
 import math
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from .artifact import Feature
@@ -35,6 +36,7 @@ from .errors import InvalidInput
 from .protocol import Metric, SeldonMessage, dict_to_message, message_to_dict
 
 MAX_REPORTED = 5
+ARRAY_FROM = 32  # rows from which a table of numbers is also read as a float array (models answer it at once)
 _NUMBER_TYPES = frozenset({int, float})
 
 
@@ -178,16 +180,18 @@ class Batch:
     """Validated rows of one request and how they were sent (so the reply can mirror it).
 
     ``table`` holds the same rows as lists in the schema's column order (``names``) when every
-    value is a finite number; the rows as dicts are then built only if asked for.
+    value is a finite number; the rows as dicts are then built only if asked for. ``array`` is
+    that table as a float array when it was checked as one (a large table), else None.
     """
 
-    __slots__ = ("kind", "table", "names", "_rows")
+    __slots__ = ("kind", "table", "names", "array", "_rows")
 
     def __init__(self, kind: str, rows: list[dict] | None = None, table: list[list] | None = None,
-                 names: list[str] | None = None):
+                 names: list[str] | None = None, array=None):
         self.kind = kind  # "ndarray", "tensor" or "jsonData"
         self.table = table
         self.names = names
+        self.array = array
         self._rows = rows
 
     @property
@@ -241,9 +245,10 @@ def _table(message: dict) -> tuple[list[str] | None, list, str]:
         array = data["ndarray"]
         if not isinstance(array, list):
             raise InvalidInput(f"data.ndarray must be a list, got {type(array).__name__}")
-        if array and not any(isinstance(r, list) for r in array):
+        kinds = set(map(type, array))
+        if array and list not in kinds and not any(isinstance(r, list) for r in array):
             array = [array]  # a 1-D ndarray is one row
-        elif not all(isinstance(r, list) for r in array):
+        elif kinds != {list} and not all(isinstance(r, list) for r in array):
             raise InvalidInput("data.ndarray must be a list of rows (lists), not a mix of rows and values")
         return names, array, "ndarray"
     if "tensor" in data:
@@ -285,7 +290,7 @@ class Schema:
             raise InvalidInput("the request has no rows (empty batch)")
         numeric = self._numeric_table(names, table)
         if numeric is not None:
-            return Batch(kind, table=numeric, names=self.names)
+            return Batch(kind, table=numeric[0], names=self.names, array=numeric[1])
         rows = [self._row(i, names, r) for i, r in enumerate(table)]
         problems = []
         for i, row in enumerate(rows):
@@ -299,8 +304,10 @@ class Schema:
             raise InvalidInput("; ".join(problems[:MAX_REPORTED]) + suffix)
         return Batch(kind, rows=rows)
 
-    def _numeric_table(self, names: list[str] | None, table: list) -> list[list] | None:
+    def _numeric_table(self, names: list[str] | None, table: list) -> tuple[list[list], Any] | None:
         """The table in schema column order if it holds only finite numbers in known columns, else None.
+
+        With it, for a table of :data:`ARRAY_FROM` rows or more, the same values as a float array.
 
         Checked in bulk; None sends the batch through the cell-by-cell checks, which also say
         what is wrong.
@@ -313,18 +320,27 @@ class Schema:
             return None
         if set(map(type, table)) != {list} or set(map(len, table)) != {width}:
             return None
-        if not set(map(type, itertools.chain.from_iterable(table))) <= _NUMBER_TYPES:
+        if not _NUMBER_TYPES.issuperset(map(type, itertools.chain.from_iterable(table))):
             return None
+        if columns != self.names:
+            order = [columns.index(n) for n in self.names]
+            table = [[row[j] for j in order] for row in table]
+        if len(table) >= ARRAY_FROM:
+            # A large table is checked as the float array the model may then read at once.
+            try:
+                # fromiter, as every cell is known to be an int or a float: faster than np.array.
+                array = np.fromiter(itertools.chain.from_iterable(table), float, len(table) * width)
+            except OverflowError:  # an integer beyond any float
+                return None
+            array = array.reshape(len(table), width)
+            return (table, array) if np.isfinite(array).all() else None
         # inf or nan anywhere makes the sum non-finite (an overflowing sum only costs the slow path)
         try:
             if not math.isfinite(sum(map(sum, table))):
                 return None
         except OverflowError:
             return None
-        if columns == self.names:
-            return table
-        order = [columns.index(n) for n in self.names]
-        return [[row[j] for j in order] for row in table]
+        return table, None
 
     def _row(self, i: int, names: list[str] | None, raw: Sequence | dict) -> dict:
         if isinstance(raw, dict):

@@ -167,7 +167,7 @@ class RiverModel(StockWrapperSupport):
         def answer(state):
             # A table of numbers goes to the model as it came: a batch may never need its dicts.
             names, values = (state.predict(batch.rows) if batch.table is None
-                             else state.predict_table(batch.names, batch.table))
+                             else state.predict_table(batch.names, batch.table, batch.array))
             return names, values, state.figures(), state.reply_tags(), self.replica.position
 
         names, values, figures, learned_tags, position = self.replica.read(answer)

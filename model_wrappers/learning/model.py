@@ -34,10 +34,11 @@ from ..errors import InvalidInput
 from .applied import first_application
 from .challengers import Contender, PromotionRule, best_of, mean_of_last, row_error
 from .drift import HISTORY, DriftSettings, DriftWatch
+from .linear_table import LinearTable
 from .progressive import ProgressiveScore
 
 MAX_TRUTH = 1e100  # the largest regression truth taken (its square stays far from overflow)
-MANY_FROM = 32  # rows from which a batch tries the pipeline's predict_proba_many
+MANY_FROM = 32  # rows from which a batch is answered at once where the pipeline allows it (payload.ARRAY_FROM)
 logger = logging.getLogger(__name__)
 _HAS_PANDAS = importlib.util.find_spec("pandas") is not None
 OUTPUT_NAMES = {"regressor": ["prediction"], "anomaly": ["score"]}
@@ -238,6 +239,7 @@ class ModelState:
         self.pipeline, self.errors, self.name = promoted.pipeline, promoted.errors, name
         self.since_change = 0
         self.trial_until = None
+        self._many = None  # the new champion's batch path is checked on its own first batch
         self.promotions += 1
         self._note("promote", position, f"{name} serves {why}; {old} is a challenger")
         if self.drift is not None:
@@ -255,16 +257,17 @@ class ModelState:
             return OUTPUT_NAMES["anomaly"], [[float(self.pipeline.score_one(x))] for x in rows]
         return self._per_row_output(self._probas_one(rows))
 
-    def predict_table(self, names: list[str], table: list[list]) -> tuple[list[str], list[list]]:
+    def predict_table(self, names: list[str], table: list[list], array=None) -> tuple[list[str], list[list]]:
         """:meth:`predict` for rows given as lists of finite numbers, one per name in ``names``.
 
-        A classifier answers a batch of a few dozen rows or more through river's vectorised
-        path where the pipeline offers one (StandardScaler | LogisticRegression: 100 rows in
-        ~0.15 ms instead of ~0.6 ms), once it gave the same answers as the per-row path on a
+        ``array`` is the same table as a float array, when the caller has made one.
+
+        A batch of a few dozen rows or more is answered at once where the pipeline allows it
+        (see :meth:`_batch_outputs`), once this state saw that way give the per-row answers on a
         real batch; the rows are then never built as dicts.
         """
-        if self.task == "classifier" and len(table) >= MANY_FROM and getattr(self, "_many", None) is not False:
-            many = self._predict_many(names, table)
+        if self.task != "anomaly" and len(table) >= MANY_FROM and getattr(self, "_many", None) is not False:
+            many = self._predict_many(names, table, table if array is None else array)
             if many is not None:
                 return many
         return self.predict([dict(zip(names, row)) for row in table])
@@ -283,28 +286,48 @@ class ModelState:
     def _probas_one(self, rows: Sequence[dict]) -> list[dict]:
         return [self.pipeline.predict_proba_one(x) for x in rows]
 
-    def _predict_many(self, names: list[str], table: list[list]) -> tuple[list[str], list[list]] | None:
-        """The output through the pipeline's ``predict_proba_many``; None when this batch cannot take it."""
-        frame = self._predict_proba_many(names, table)
-        if frame is None:
+    def _predict_many(self, names: list[str], table: list[list], array) -> tuple[list[str], list[list]] | None:
+        """The output of the whole batch at once (read from ``array``); None when it cannot be answered so."""
+        found = self._batch_outputs(names, array)
+        if found is None:
             return None
         import numpy as np
 
-        columns = list(frame.columns)
-        classes = self._ordered_classes(columns)
-        raw = values = frame.to_numpy(dtype=float)
-        if columns != classes:
-            # Each class's column, or the zero column appended last for a class never predicted.
-            at = {c: i for i, c in enumerate(columns)}
-            values = np.hstack([raw, np.zeros((len(raw), 1))])[:, [at.get(c, -1) for c in classes]]
+        columns, raw = found
+        if self.task == "regressor":
+            out_names, values = OUTPUT_NAMES["regressor"], raw
+        else:
+            classes = self._ordered_classes(columns)
+            out_names, values = [str(c) for c in classes], raw
+            if columns != classes:
+                at = {c: i for i, c in enumerate(columns)}
+                if len(at) < len(classes):  # a class never predicted: the zero column appended last
+                    raw = np.hstack([raw, np.zeros((len(raw), 1))])
+                values = raw[:, [at.get(c, -1) for c in classes]]
+        out = values.tolist()
         if not getattr(self, "_many", None):  # checkpoints from before this path have no _many
             # First batch: every process answers batches the same way once they agree.
-            one = self._probas_one([dict(zip(names, row)) for row in table])
-            self._many = _same_probas([dict(zip(columns, p)) for p in raw.tolist()], one)
+            one = self.predict([dict(zip(names, row)) for row in table])
+            self._many = _same_output((out_names, out), one)
             if not self._many:
-                logger.info("predict_proba_many disagrees with predict_proba_one for this pipeline: per row")
-                return self._per_row_output(one)
-        return [str(c) for c in classes], values.tolist()
+                logger.info("the batch path disagrees with the per-row answers for this pipeline: per row")
+                return one
+        return out_names, out
+
+    def _batch_outputs(self, names: list[str], table):
+        """``(columns, array)`` for the whole batch (lists of numbers, or a float array), or None.
+
+        A linear pipeline is computed from its weights (:class:`LinearTable`), else a classifier
+        goes through river's ``predict_proba_many`` where it has one.
+        """
+        linear = LinearTable.of(self.pipeline)
+        if linear is not None:
+            values = linear.outputs(names, table)
+            return None if values is None else (linear.columns, values)
+        if self.task != "classifier":
+            return None
+        frame = self._predict_proba_many(names, table)
+        return None if frame is None else (list(frame.columns), frame.to_numpy(dtype=float))
 
     def _predict_proba_many(self, names: list[str], table: list[list]):
         """The pipeline's ``predict_proba_many`` frame; None when this batch cannot take it.
@@ -318,7 +341,7 @@ class ModelState:
         import pandas as pd
 
         try:
-            frame = pd.DataFrame(np.array(table, dtype=float), columns=_frame_columns(tuple(names)), copy=False)
+            frame = pd.DataFrame(np.asarray(table, dtype=float), columns=_frame_columns(tuple(names)), copy=False)
             return self.pipeline.predict_proba_many(frame)
         except (AttributeError, NotImplementedError):
             self._many = False  # no batch path in this pipeline
@@ -399,8 +422,9 @@ def _shown(error: float | None) -> str:
     return "none yet" if error is None else f"{error:.4g}"
 
 
-def _same_probas(batch: list[dict], one: list[dict], tolerance: float = 1e-9) -> bool:
-    """Whether two lists of class probabilities agree (same classes, values within ``tolerance``)."""
-    return all(
-        a.keys() == b.keys() and all(abs(a[c] - b[c]) <= tolerance for c in a) for a, b in zip(batch, one)
+def _same_output(batch: tuple[list[str], list[list]], one: tuple[list[str], list[list]],
+                 tolerance: float = 1e-9) -> bool:
+    """Whether two outputs agree: the same column names, and values within ``tolerance``."""
+    return batch[0] == one[0] and len(batch[1]) == len(one[1]) and all(
+        len(a) == len(b) and all(abs(u - v) <= tolerance for u, v in zip(a, b)) for a, b in zip(batch[1], one[1])
     )

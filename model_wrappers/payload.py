@@ -283,12 +283,16 @@ class Schema:
         self.by_name = {f.name: f for f in self.features}
         self.names = [f.name for f in self.features]
 
-    def read(self, message: Any) -> Batch:
-        """Validated rows from a Seldon message (dict or protobuf)."""
+    def read(self, message: Any, with_array: bool = False) -> Batch:
+        """Validated rows from a Seldon message (dict or protobuf).
+
+        ``with_array`` also gives a table of numbers of :data:`ARRAY_FROM` rows or more as a float
+        array (``Batch.array``), for a model that reads a batch at once.
+        """
         names, table, kind = _table(to_dict(message))
         if not table:
             raise InvalidInput("the request has no rows (empty batch)")
-        numeric = self._numeric_table(names, table)
+        numeric = self._numeric_table(names, table, with_array)
         if numeric is not None:
             return Batch(kind, table=numeric[0], names=self.names, array=numeric[1])
         rows = [self._row(i, names, r) for i, r in enumerate(table)]
@@ -304,10 +308,11 @@ class Schema:
             raise InvalidInput("; ".join(problems[:MAX_REPORTED]) + suffix)
         return Batch(kind, rows=rows)
 
-    def _numeric_table(self, names: list[str] | None, table: list) -> tuple[list[list], Any] | None:
+    def _numeric_table(self, names: list[str] | None, table: list, with_array: bool) -> tuple[list[list], Any] | None:
         """The table in schema column order if it holds only finite numbers in known columns, else None.
 
-        With it, for a table of :data:`ARRAY_FROM` rows or more, the same values as a float array.
+        With it, when ``with_array`` and for a table of :data:`ARRAY_FROM` rows or more, the same
+        values as a float array.
 
         Checked in bulk; None sends the batch through the cell-by-cell checks, which also say
         what is wrong.
@@ -325,7 +330,7 @@ class Schema:
         if columns != self.names:
             order = [columns.index(n) for n in self.names]
             table = [[row[j] for j in order] for row in table]
-        if len(table) >= ARRAY_FROM:
+        if with_array and len(table) >= ARRAY_FROM:
             # A large table is checked as the float array the model may then read at once.
             try:
                 # fromiter, as every cell is known to be an int or a float: faster than np.array.

@@ -161,7 +161,7 @@ class RiverModel(StockWrapperSupport):
     def predict_raw(self, request):
         as_proto = not isinstance(request, dict)
         message = payload.to_dict(request)
-        batch = self.schema.read(message)
+        batch = self.schema.read(message, with_array=True)
         puid = request_puid(message)
 
         def answer(state):

@@ -179,6 +179,25 @@ def test_a_number_beyond_any_float_is_refused_not_crashed(tmp_path):
         model.schema.read({"data": {"ndarray": [[10 ** 400, 1.0]]}})
 
 
+@pytest.mark.parametrize("with_array", [True, False])
+def test_a_large_table_is_given_as_an_array_only_to_who_asks(with_array):
+    from model_wrappers.errors import InvalidInput
+    from model_wrappers.payload import ARRAY_FROM, Feature, Schema
+
+    schema = Schema([Feature("x"), Feature("y")])
+    table = [[float(i), i] for i in range(ARRAY_FROM)]
+    batch = schema.read({"data": {"names": ["y", "x"], "ndarray": [[b, a] for a, b in table]}}, with_array)
+    assert batch.table == table
+    if with_array:
+        assert batch.array.tolist() == table
+    else:
+        assert batch.array is None
+    assert schema.read({"data": {"ndarray": table[:ARRAY_FROM - 1]}}, with_array).array is None
+    for bad in (float("inf"), float("nan"), 10 ** 400):
+        with pytest.raises(InvalidInput, match="row 3, feature 'y'"):
+            schema.read({"data": {"ndarray": table[:3] + [[1.0, bad]] + table[4:]}}, with_array)
+
+
 MESSAGES = [
     {"data": {"names": ["a", "b"], "ndarray": [[1.0, 2.5], [3.0, -4.0]]}},
     {"data": {"ndarray": [["x", True, None, 1.5], [{"k": [1.0, "v"]}, [], "y", False]]}, "meta": {"puid": "p"}},

@@ -165,7 +165,7 @@ class RecordingTransport:
         self.closed = True
 
     def get_extra_info(self, name, default=None):
-        return {"peername": ("127.0.0.1", 1)}.get(name, default)
+        return {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2), "socket": object()}.get(name, default)
 
 
 def test_a_response_written_in_parts_leaves_in_one_write():
@@ -188,3 +188,17 @@ def test_a_response_written_in_parts_leaves_in_one_write():
     first, inner, peer = asyncio.run(scenario())
     assert first == [b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\npong"]
     assert inner.writes[1:] == [b"last"] and inner.closed and peer == ("127.0.0.1", 1)
+
+
+def test_uvicorn_reads_a_connections_addresses_without_its_socket_object():
+    import asyncio
+
+    from uvicorn.protocols.utils import get_local_addr, get_remote_addr
+
+    from model_wrappers.server.coalesce import CoalescingTransport
+
+    async def scenario():
+        transport = CoalescingTransport(RecordingTransport(), asyncio.get_running_loop())
+        return transport.get_extra_info("socket"), get_remote_addr(transport), get_local_addr(transport)
+
+    assert asyncio.run(scenario()) == (None, ("127.0.0.1", 1), ("127.0.0.1", 2))

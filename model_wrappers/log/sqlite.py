@@ -201,7 +201,10 @@ class SQLiteLog(EventLog):
         shm = self._shm
         if shm is None or self._shm_pid != os.getpid():
             return None
-        return shm[:WAL_INDEX_HEADERS]
+        try:
+            return shm[:WAL_INDEX_HEADERS]
+        except ValueError:  # closed by close() meanwhile
+            return None
 
     def head(self) -> int:
         with self._lock:

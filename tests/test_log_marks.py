@@ -114,8 +114,6 @@ def test_an_authenticated_log_gives_its_inner_mark(tmp_path):
 
 def test_without_a_mark_every_read_queries(tmp_path):
     log = SQLiteLog(tmp_path / "s.db", "sum")
-    log.close()
-    log = SQLiteLog(tmp_path / "s.db", "sum")
     log._shm = None  # as a backend that cannot tell whether the log moved
     reader = replica(tmp_path / "s.db", log=log)
     queries = counting_queries(reader)

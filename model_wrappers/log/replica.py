@@ -140,7 +140,6 @@ class Replica:
         self.last_error: str | None = None
         self.unlearned: dict[int, str] = {}  # newest positions whose event could not be applied, and why
         self._checked = 0.0
-        self._mark: bytes | None = None  # the log's mark when it was last read to its end
         self._lock = threading.RLock()
         self._writing = threading.Lock()  # held while a checkpoint is being written
 
@@ -217,12 +216,8 @@ class Replica:
                 self._apply(self.position + 1, payload)
                 applied += 1
                 continue
-            mark = self.log.mark()
-            if upto is None and mark is not None and mark == self._mark:
-                break  # nothing was committed to the log since it was last read to its end
             entries = self.log.read(self.position, READ_BATCH)
             if not entries:
-                self._mark = mark
                 break
             if entries[0][0] != self.position + 1:
                 # Compacted past us: the events we miss are inside a newer checkpoint.

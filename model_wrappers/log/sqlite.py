@@ -12,7 +12,6 @@ and a table clustered on its key would re-read those big pages on every read.
 from __future__ import annotations
 
 import fcntl
-import mmap
 import os
 import sqlite3
 import threading
@@ -42,7 +41,6 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_by_expiry ON predictions (name, expires);
 """
 
-WAL_INDEX_HEADERS = 96  # bytes: the two copies of SQLite's WAL-index header that begin the "-shm" file
 PRUNE_EVERY = 512  # records a process writes between two prunes, at least
 RECORDS_PER_STATEMENT = 4096  # SQLite allows 32,766 parameters a statement, 4 a record
 
@@ -127,7 +125,6 @@ class SQLiteLog(EventLog):
                 self._db.executescript(SCHEMA)
                 self._records = self._connect(self.records_path, "NORMAL")
                 self._records.executescript(RECORDS_SCHEMA)
-            self._shm, self._shm_pid = self._map_shm(), os.getpid()
         except (OSError, sqlite3.Error) as exc:
             raise LogUnavailable(f"cannot open the learning log {self.path}: {exc}") from None
 
@@ -137,16 +134,6 @@ class SQLiteLog(EventLog):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
         return db
-
-    def _map_shm(self) -> mmap.mmap | None:
-        """The start of the file's "-shm" file mapped for reading, or None (then every read queries)."""
-        try:
-            with open(f"{self.path}-shm", "rb") as shm:
-                if os.fstat(shm.fileno()).st_size < WAL_INDEX_HEADERS:
-                    return None
-                return mmap.mmap(shm.fileno(), WAL_INDEX_HEADERS, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
-            return None
 
     def _fail(self, action: str, exc: Exception, path: Path | None = None) -> LogUnavailable:
         return LogUnavailable(f"cannot {action} the learning log {path or self.path}: {exc}")
@@ -189,22 +176,6 @@ class SQLiteLog(EventLog):
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise self._fail("read", exc) from None
-
-    def mark(self) -> bytes | None:
-        # Every commit to the file, by any connection, rewrites the WAL-index header at the start
-        # of the "-shm" file before it returns (sqlite.org/walformat.html: two copies, each with a
-        # change counter). Reading it from a map costs no system call, and keeps the GIL: the
-        # query of `read` costs several times more, and hands the GIL to any thread waiting.
-        # SQLite only shrinks or removes that file once no connection has the database open, and
-        # this one stays open until the map is closed; a forked child holds none of its parent's
-        # locks, so it does not read the map.
-        shm = self._shm
-        if shm is None or self._shm_pid != os.getpid():
-            return None
-        try:
-            return shm[:WAL_INDEX_HEADERS]
-        except ValueError:  # closed by close() meanwhile
-            return None
 
     def head(self) -> int:
         with self._lock:
@@ -327,8 +298,5 @@ class SQLiteLog(EventLog):
 
     def close(self) -> None:
         self._writer.flush()
-        shm, self._shm = self._shm, None
-        if shm is not None:
-            shm.close()
         self._db.close()
         self._records.close()

@@ -21,6 +21,6 @@ if [ $# -eq 0 ]; then
   SELDON_RIVER_FUZZ_EXAMPLES=${SELDON_RIVER_FUZZ_EXAMPLES_CURRENT:-15} .venv-current/bin/python -m pytest -q \
     tests/test_doctests.py tests/test_artifact.py tests/test_export_checks.py tests/test_kept_checkpoints.py \
     tests/test_trust.py tests/test_pull.py tests/test_cli_surface.py tests/test_server.py \
-    tests/test_redis_password.py tests/test_shared_state.py tests/test_fuzz.py tests/test_linear_table.py || rc=1
+    tests/test_redis_password.py tests/test_shared_state.py tests/test_fuzz.py tests/test_linear_table.py tests/test_log_marks.py || rc=1
 fi
 exit $rc

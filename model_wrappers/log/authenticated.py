@@ -37,6 +37,9 @@ class AuthenticatedLog(EventLog):
     def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
         return self.inner.read(after, limit)
 
+    def mark(self) -> bytes | None:
+        return self.inner.mark()
+
     def head(self) -> int:
         return self.inner.head()
 

@@ -51,6 +51,15 @@ class EventLog(abc.ABC):
     def read(self, after: int, limit: int = 1000) -> list[tuple[int, bytes]]:
         """Events with position > ``after``, oldest first, at most ``limit``."""
 
+    def mark(self) -> bytes | None:
+        """A token that changes whenever the log may have changed, or None if the backend cannot tell.
+
+        A reader that took a token, then read to the end of the log, may skip its next read while
+        the token stays the same: nothing was committed in between. None, the default, means
+        read every time.
+        """
+        return None
+
     @abc.abstractmethod
     def head(self) -> int:
         """Position of the newest event ever appended (0 for an empty log)."""

@@ -54,6 +54,9 @@ from .group_commit import GroupCommit
 logger = logging.getLogger(__name__)
 
 READ_BATCH = 1000
+# Seconds a read trusts an unmoved mark before querying anyway: a writer that died between its
+# commit and moving the mark, or one that does not move it, is then seen this late at most.
+MARK_TRUSTED_FOR = 1.0
 UNLEARNED_KEPT = 100
 
 
@@ -140,6 +143,8 @@ class Replica:
         self.last_error: str | None = None
         self.unlearned: dict[int, str] = {}  # newest positions whose event could not be applied, and why
         self._checked = 0.0
+        self._mark: bytes | None = None  # the log's mark when it was last read to its end
+        self._mark_taken = 0.0  # when (monotonic) that read began
         self._lock = threading.RLock()
         self._writing = threading.Lock()  # held while a checkpoint is being written
 
@@ -216,8 +221,13 @@ class Replica:
                 self._apply(self.position + 1, payload)
                 applied += 1
                 continue
+            mark, now = self.log.mark(), time.monotonic()
+            if (upto is None and mark is not None and mark == self._mark
+                    and now - self._mark_taken < MARK_TRUSTED_FOR):
+                break  # nothing was committed to the log since it was last read to its end
             entries = self.log.read(self.position, READ_BATCH)
             if not entries:
+                self._mark, self._mark_taken = mark, now
                 break
             if entries[0][0] != self.position + 1:
                 # Compacted past us: the events we miss are inside a newer checkpoint.

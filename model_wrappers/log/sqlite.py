@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .base import Checkpoint, EventLog, LogUnavailable
+from .change_mark import ChangeMark
 from .records import RecordWriter
 
 SCHEMA = """
@@ -127,6 +128,8 @@ class SQLiteLog(EventLog):
                 self._records.executescript(RECORDS_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise LogUnavailable(f"cannot open the learning log {self.path}: {exc}") from None
+        # Moved by every commit of every process to this file (see .change_mark).
+        self._mark = ChangeMark.open(f"{self.path}.mark")
 
     @staticmethod
     def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -162,6 +165,10 @@ class SQLiteLog(EventLog):
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
+                finally:
+                    # Also when COMMIT failed: it may have committed all the same (readers then
+                    # query once more for nothing, at worst).
+                    self._moved()
                 return positions
             except sqlite3.Error as exc:
                 raise self._fail("append to", exc) from None
@@ -176,6 +183,14 @@ class SQLiteLog(EventLog):
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise self._fail("read", exc) from None
+
+    def mark(self) -> bytes | None:
+        mark = self._mark
+        return None if mark is None else mark.read()
+
+    def _moved(self) -> None:
+        if self._mark is not None:
+            self._mark.move()
 
     def head(self) -> int:
         with self._lock:
@@ -203,6 +218,7 @@ class SQLiteLog(EventLog):
                     )
                     self._db.execute("DELETE FROM checkpoints WHERE name = ?", (self.name,))
                     self._db.execute("COMMIT")
+                    self._moved()
                     return True
                 except BaseException:
                     if self._db.in_transaction:
@@ -250,6 +266,7 @@ class SQLiteLog(EventLog):
                 cur = self._db.execute(
                     "DELETE FROM events WHERE name = ? AND position <= ?", (self.name, upto)
                 )
+                self._moved()
                 return cur.rowcount
             except sqlite3.Error as exc:
                 raise self._fail("compact", exc) from None
@@ -298,5 +315,7 @@ class SQLiteLog(EventLog):
 
     def close(self) -> None:
         self._writer.flush()
+        if self._mark is not None:
+            self._mark.close()
         self._db.close()
         self._records.close()

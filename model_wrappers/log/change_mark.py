@@ -1,0 +1,86 @@
+"""A counter in a small file of its own that every writer of a log file moves after each commit.
+
+A reader that sees the counter where it was when it last read the log to its end may skip its
+next query: nothing was committed since. Reading the counter is a read of shared memory: no
+system call, and the GIL is kept. A query of SQLite releases the GIL for each step, and under
+load another thread takes it, so the query costs several times its own work.
+
+The file is never SQLite's: SQLite keeps POSIX locks on its own files, and a process that opens
+and closes any of them drops those locks (POSIX ties them to the process and the file, not to the
+descriptor), which lets another process reset them under a running connection. This file is
+opened once, only ever grown to :data:`SIZE`, and no lock is ever taken on it.
+
+Writers need no lock either: each reads the counter after its own commit and writes it plus one.
+Two writers may write the same value, but both committed before either read the counter, so any
+reader that sees that value and then queries finds both commits.
+
+Examples
+--------
+>>> import tempfile
+>>> mark = ChangeMark.open(tempfile.mkdtemp() + "/state.db.mark")
+>>> before = mark.read()
+>>> mark.move()
+>>> mark.read() != before
+True
+>>> mark.close(); mark.read() is None
+True
+
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+SIZE = 8  # bytes: one unsigned 64-bit counter
+
+
+class ChangeMark:
+    """The counter of ``path``, mapped for reading and moving."""
+
+    __slots__ = ("path", "_map")
+
+    def __init__(self, path: str, mapped: mmap.mmap):
+        self.path = path
+        self._map: mmap.mmap | None = mapped
+
+    @classmethod
+    def open(cls, path: str) -> "ChangeMark | None":
+        """The mark at ``path`` (created if missing), or None if it cannot be mapped (every read then queries)."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size < SIZE:
+                os.ftruncate(fd, SIZE)  # grows it only; a map past the end of a file would fault
+            return cls(path, mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE))
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)  # the map stays; no lock is held on this file, so closing drops none
+
+    def read(self) -> bytes | None:
+        """The counter as bytes, or None once closed."""
+        mapped = self._map
+        if mapped is None:
+            return None
+        try:
+            return mapped[:SIZE]
+        except ValueError:  # closed by another thread meanwhile
+            return None
+
+    def move(self) -> None:
+        """Change the counter; call it after a commit, before answering for it."""
+        mapped = self._map
+        if mapped is None:
+            return
+        try:
+            mapped[:SIZE] = ((int.from_bytes(mapped[:SIZE], "little") + 1) % (1 << 64)).to_bytes(SIZE, "little")
+        except ValueError:  # closed by another thread meanwhile
+            pass
+
+    def close(self) -> None:
+        mapped, self._map = self._map, None
+        if mapped is not None:
+            mapped.close()

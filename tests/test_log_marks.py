@@ -124,7 +124,7 @@ def test_an_authenticated_log_gives_its_inner_mark(tmp_path):
 
 def test_without_a_mark_every_read_queries(tmp_path):
     log = SQLiteLog(tmp_path / "s.db", "sum")
-    log._mark = None  # as a backend that cannot tell whether the log moved
+    log._mark.close()  # as a backend that cannot tell whether the log moved
     reader = replica(tmp_path / "s.db", log=log)
     queries = counting_queries(reader)
     for _ in range(3):
@@ -184,7 +184,7 @@ def test_a_writer_that_never_moves_the_mark_is_seen_once_the_mark_is_no_longer_t
     reader = replica(tmp_path / "s.db")
     assert total(reader) == 0
     silent = SQLiteLog(tmp_path / "s.db", "sum")
-    silent._mark = None  # as a writer of an older version, or one that died before moving it
+    silent._mark.close()  # as a writer of an older version, or one that died before moving it
     silent.append(b'{"add":7}')
     assert total(reader) == 0  # the mark has not moved, and is still trusted
     monkeypatch.setattr(replica_module, "MARK_TRUSTED_FOR", 0.0)

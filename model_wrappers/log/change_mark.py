@@ -40,28 +40,28 @@ class ChangeMark:
 
     __slots__ = ("path", "_map")
 
-    def __init__(self, path: str, mapped: mmap.mmap):
+    def __init__(self, path: str, mapped: mmap.mmap | None):
         self.path = path
-        self._map: mmap.mmap | None = mapped
+        self._map = mapped
 
     @classmethod
-    def open(cls, path: str) -> "ChangeMark | None":
-        """The mark at ``path`` (created if missing), or None if it cannot be mapped (every read then queries)."""
+    def open(cls, path: str) -> "ChangeMark":
+        """The mark at ``path`` (created if missing); one that cannot be mapped reads None (every read then queries)."""
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
-            return None
+            return cls(path, None)
         try:
             if os.fstat(fd).st_size < SIZE:
                 os.ftruncate(fd, SIZE)  # grows it only; a map past the end of a file would fault
             return cls(path, mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE))
         except (OSError, ValueError):
-            return None
+            return cls(path, None)
         finally:
             os.close(fd)  # the map stays; no lock is held on this file, so closing drops none
 
     def read(self) -> bytes | None:
-        """The counter as bytes, or None once closed."""
+        """The counter as bytes, or None when unmapped or closed."""
         mapped = self._map
         if mapped is None:
             return None

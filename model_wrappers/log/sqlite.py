@@ -168,7 +168,7 @@ class SQLiteLog(EventLog):
                 finally:
                     # Also when COMMIT failed: it may have committed all the same (readers then
                     # query once more for nothing, at worst).
-                    self._moved()
+                    self._mark.move()
                 return positions
             except sqlite3.Error as exc:
                 raise self._fail("append to", exc) from None
@@ -185,12 +185,7 @@ class SQLiteLog(EventLog):
                 raise self._fail("read", exc) from None
 
     def mark(self) -> bytes | None:
-        mark = self._mark
-        return None if mark is None else mark.read()
-
-    def _moved(self) -> None:
-        if self._mark is not None:
-            self._mark.move()
+        return self._mark.read()
 
     def head(self) -> int:
         with self._lock:
@@ -218,7 +213,7 @@ class SQLiteLog(EventLog):
                     )
                     self._db.execute("DELETE FROM checkpoints WHERE name = ?", (self.name,))
                     self._db.execute("COMMIT")
-                    self._moved()
+                    self._mark.move()
                     return True
                 except BaseException:
                     if self._db.in_transaction:
@@ -266,7 +261,7 @@ class SQLiteLog(EventLog):
                 cur = self._db.execute(
                     "DELETE FROM events WHERE name = ? AND position <= ?", (self.name, upto)
                 )
-                self._moved()
+                self._mark.move()
                 return cur.rowcount
             except sqlite3.Error as exc:
                 raise self._fail("compact", exc) from None
@@ -315,7 +310,6 @@ class SQLiteLog(EventLog):
 
     def close(self) -> None:
         self._writer.flush()
-        if self._mark is not None:
-            self._mark.close()
+        self._mark.close()
         self._db.close()
         self._records.close()

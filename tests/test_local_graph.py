@@ -274,7 +274,8 @@ def test_each_node_gets_the_calls_seldons_orchestrator_makes():
     assert graph.abtest(Node("ab", implementation="RANDOM_ABTEST")) and not graph.needs_process(Node("ab"))
 
 
-def test_a_component_whose_port_was_taken_is_started_on_other_ports(tmp_path):
+@pytest.mark.parametrize("port", ["http_port", "grpc_port", "metrics_port"])
+def test_a_component_whose_port_was_taken_is_started_on_other_ports(tmp_path, port):
     """Ports are chosen free, then bound by the component a moment later; one taken meanwhile
     (by another process, or as some connection's own port) must not fail the whole graph."""
     import socket
@@ -287,12 +288,13 @@ def test_a_component_whose_port_was_taken_is_started_on_other_ports(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        supervisor["nothing"].http_port = taken.getsockname()[1]
+        setattr(supervisor["nothing"], port, taken.getsockname()[1])
         try:
             supervisor.start(timeout=60)
             child = supervisor["nothing"]
-            assert child.http_port != taken.getsockname()[1]
-            assert "Address already in use" in (tmp_path / "logs" / "nothing.log").read_text()
+            assert getattr(child, port) != taken.getsockname()[1]
+            log = (tmp_path / "logs" / "nothing.log").read_text()
+            assert log.count("--- ") == 2 and "Address already in use" in log
             assert requests.get(child.url + "/health/ping", timeout=10).text == "pong"
         finally:
             supervisor.stop()

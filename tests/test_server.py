@@ -7,7 +7,11 @@ SIGTERM, and group commit of concurrent feedbacks.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import urllib.parse
 
@@ -17,7 +21,7 @@ import requests
 
 from model_wrappers.log.base import LogUnavailable
 from model_wrappers.log.group_commit import GroupCommit
-from support import PHISHING_FEATURES, BlockingLog, model_service, phishing_stream, rows_payload
+from support import REPO, PHISHING_FEATURES, BlockingLog, model_service, phishing_stream, rows_payload
 
 
 @pytest.fixture
@@ -107,6 +111,23 @@ def test_sigterm_stops_every_process(services, phishing_folder, tmp_path):
     assert service.proc.wait(timeout=20) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{service.rest_url}/health/ping", timeout=2)
+
+
+@pytest.mark.parametrize("flag", ["--http-port", "--grpc-port", "--metrics-port"])
+def test_a_taken_port_is_one_line_on_stderr_and_exit_code_1(flag):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "model_wrappers.server", "benchmarks.baselines.floor.Floor", "--host", "127.0.0.1",
+             flag, str(port)],
+            capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"seldon-river-microservice: cannot listen ")
+    assert f"127.0.0.1:{port}" in done.stderr.strip().splitlines()[-1]
 
 
 def _submit_concurrently(commits: GroupCommit, log: BlockingLog, n: int):

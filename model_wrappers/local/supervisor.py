@@ -31,6 +31,7 @@ TAIL_CHARS = 2500
 PORT_RETRIES = 3  # times a component is started again on other ports when one was taken
 # What the server prints when a port it was given is taken (REST and metrics; gRPC).
 PORTS_TAKEN = ("Address already in use", "cannot listen for gRPC")
+START_MARK = "\n--- "  # begins the line written to a component's log each time it is started
 
 
 class StartupError(Exception):
@@ -118,6 +119,11 @@ class Child:
             f"{describe_exit(code)}; log: {self.log}"
         )
 
+    def lost_a_port(self) -> bool:
+        """Whether its last start ended because a port it was given was taken."""
+        since_start = tail(self.log).rpartition(START_MARK)[2]
+        return any(m in since_start for m in PORTS_TAKEN)
+
     def environment(self, deployment: str, predictor: str) -> dict:
         """The environment Seldon's operator would give the container, on top of ours."""
         c = self.component
@@ -198,7 +204,7 @@ class Supervisor:
         c = child.component
         cmd = [exe, c.class_path, "--service-type", c.service_type, "--host", "127.0.0.1"]
         with open(child.log, "ab") as out:
-            out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+            out.write(f"{START_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             out.flush()
             child.proc = subprocess.Popen(
                 _dies_with_parent(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -219,7 +225,7 @@ class Supervisor:
         while pending:
             for name, child in list(pending.items()):
                 if child.exit_code() is not None:
-                    if moved[name] < PORT_RETRIES and any(m in tail(child.log, 300) for m in PORTS_TAKEN):
+                    if moved[name] < PORT_RETRIES and child.lost_a_port():
                         # A port chosen free was taken before the component bound it (by another
                         # process, or as a connection's own port): the component has not served
                         # anything yet, and the graph reads its ports when it calls it.

@@ -70,8 +70,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        # bind's own error names no address; the operator needs to know which port it was.
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sockets = (listening_socket(args.host, args.http_port), listening_socket(args.host, args.metrics_port))
     except OSError as exc:
-        print(f"seldon-river-microservice: cannot listen on {args.host}: {exc}", file=sys.stderr)
+        print(f"seldon-river-microservice: {exc.strerror}", file=sys.stderr)
         return 1
     try:
         import uvloop
@@ -139,8 +144,13 @@ async def serve(args, parameters: list, sockets) -> int:
     ])
     grpc_server.add_generic_rpc_handlers((generic_handler(GrpcApi(component, pool)),))
     address = f"[{args.host}]:{args.grpc_port}" if ":" in args.host else f"{args.host}:{args.grpc_port}"
-    if grpc_server.add_insecure_port(address) == 0:
-        print(f"seldon-river-microservice: cannot listen for gRPC on {address}", file=sys.stderr)
+    try:
+        bound = grpc_server.add_insecure_port(address)
+    except RuntimeError:  # grpcio >= 1.5x raises where older ones returned 0
+        bound = 0
+    if bound == 0:
+        print(f"seldon-river-microservice: cannot listen for gRPC on {address} (is the port taken?)",
+              file=sys.stderr)
         return 1
     await grpc_server.start()
 

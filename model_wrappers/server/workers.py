@@ -41,7 +41,7 @@ def supervise(args) -> int:
         rest = listening_socket(args.host, args.http_port)
         metrics = listening_socket(args.host, args.metrics_port)
     except OSError as exc:
-        print(f"seldon-river-microservice: cannot listen on {args.host}: {exc}", file=sys.stderr)
+        print(f"seldon-river-microservice: {exc.strerror}", file=sys.stderr)
         return 1
     share_dir = tempfile.mkdtemp(prefix="seldon-river-metrics-")
     env = {**os.environ, "SELDON_RIVER_METRICS_DIR": share_dir}

@@ -15,11 +15,12 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
+
+from model_wrappers.local.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "kafka.sh"
@@ -40,12 +41,6 @@ rootLogger.appenderRef.file.ref = file
 logger.kafka.name = kafka
 logger.kafka.level = info
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def classpath(fetch: bool = True) -> str:

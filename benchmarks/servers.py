@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Callable
 import requests
 
 from model_wrappers.commands.serve import seldon_parameters
+from model_wrappers.local.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -72,12 +72,6 @@ def export_phishing_model(folder: Path, model=None) -> Path:
 
 
 # -- processes ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None = None,
                log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout

@@ -18,6 +18,7 @@ import dill
 import grpc
 import requests
 
+from model_wrappers.local.ports import free_port
 from model_wrappers.log.base import LogUnavailable
 from model_wrappers.log.sqlite import SQLiteLog
 
@@ -44,12 +45,6 @@ def start_kafka(workdir, nodes: int = 1):
 
     require("java", shutil.which("java") is not None, "apt-get install openjdk-17-jre-headless")
     return KafkaCluster(workdir, nodes=nodes).start()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):

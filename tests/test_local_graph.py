@@ -298,3 +298,28 @@ def test_a_component_whose_port_was_taken_is_started_on_other_ports(tmp_path, po
             assert requests.get(child.url + "/health/ping", timeout=10).text == "pong"
         finally:
             supervisor.stop()
+
+
+def test_ports_are_chosen_outside_the_ephemeral_range_once_each_and_never_a_listened_one(monkeypatch):
+    import socket
+
+    from model_wrappers.local import ports
+
+    low, high = ports.ephemeral_range()
+    chosen = [ports.free_port() for _ in range(300)]
+    assert len(set(chosen)) == len(chosen)
+    assert not [p for p in chosen if low <= p <= high]
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        fresh = next(p for p in range(ports.LOWEST, low) if p not in chosen and ports._listenable("127.0.0.1", p))
+        offered = iter([taken.getsockname()[1], chosen[0], fresh])
+
+        class Scripted:
+            @staticmethod
+            def choice(seq):
+                return next(offered) if isinstance(seq, range) else seq[0]
+
+        monkeypatch.setattr(ports, "_choose", Scripted)
+        assert ports.free_port() == fresh  # neither the one listened on nor the one handed out before

@@ -14,7 +14,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from typing import Callable
 import urllib3
 
 from .plan import Component
+from .ports import free_port
 
 READY_PATH = "/health/ping"
 TAIL_CHARS = 2500
@@ -36,13 +36,6 @@ START_MARK = "\n--- "  # begins the line written to a component's log each time 
 
 class StartupError(Exception):
     """A component did not become ready; the message names it and shows its log's tail."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def describe_exit(code: int) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+from model_wrappers.local.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -69,12 +70,6 @@ def is_subset(expected, actual) -> bool:
             is_subset(e, a) for e, a in zip(expected, actual)
         )
     return expected == actual
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Tool:

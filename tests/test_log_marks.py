@@ -1,6 +1,6 @@
 """A read skips its query of the log while the log's mark has not moved, and is never staler for it.
 
-The SQLite log's mark is a counter in a file of its own (``<file>.mark``) that every commit by any
+The SQLite log's mark is a token in a file of its own (``<file>.mark``) that every commit by any
 connection moves. These tests count the queries a replica makes and check, across connections,
 processes, checkpoints and compaction, that every read still holds every event committed before
 it began, and that a writer which never moves the mark is still seen.
@@ -178,6 +178,45 @@ def test_a_forked_child_reads_the_same_mark(tmp_path):
         os._exit(0 if log.mark() == before is not None else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_no_interleaving_of_writers_sets_the_mark_back_to_a_token_a_reader_held(tmp_path):
+    """Two processes move the mark at once while a third reads it: once the reader has seen the
+    mark change, it never sees an earlier token again (that would make it skip a commit)."""
+    import os
+    import warnings
+
+    from model_wrappers.log.change_mark import ChangeMark
+
+    path = str(tmp_path / "s.db.mark")
+    ChangeMark.open(path).close()
+    children = []
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the child only moves the mark
+            pid = os.fork()
+        if pid == 0:
+            mark = ChangeMark.open(path)
+            for _ in range(20000):
+                mark.move()
+            os._exit(0)
+        children.append(pid)
+    reader = ChangeMark.open(path)
+    seen, last = set(), reader.read()
+    running, codes = set(children), []
+    while running:
+        token = reader.read()
+        if token != last:
+            assert token not in seen, "the mark went back to a token a reader had held"
+            seen.add(last)
+            last = token
+        for pid in list(running):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                running.discard(pid)
+                codes.append(os.waitstatus_to_exitcode(status))
+    assert codes == [0, 0]
+    assert len(seen) > 10  # the reader did see the mark move while both wrote
 
 
 def test_a_writer_that_never_moves_the_mark_is_seen_once_the_mark_is_no_longer_trusted(tmp_path, monkeypatch):

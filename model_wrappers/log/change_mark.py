@@ -1,7 +1,7 @@
-"""A counter in a small file of its own that every writer of a log file moves after each commit.
+"""A token in a small file of its own that every writer of a log file changes after each commit.
 
-A reader that sees the counter where it was when it last read the log to its end may skip its
-next query: nothing was committed since. Reading the counter is a read of shared memory: no
+A reader that sees the token it saw when it last read the log to its end may skip its next
+query: nothing was committed since. Reading the token is a read of shared memory: no
 system call, and the GIL is kept. A query of SQLite releases the GIL for each step, and under
 load another thread takes it, so the query costs several times its own work.
 
@@ -10,9 +10,11 @@ and closes any of them drops those locks (POSIX ties them to the process and the
 descriptor), which lets another process reset them under a running connection. This file is
 opened once, only ever grown to :data:`SIZE`, and no lock is ever taken on it.
 
-Writers need no lock either: each reads the counter after its own commit and writes it plus one.
-Two writers may write the same value, but both committed before either read the counter, so any
-reader that sees that value and then queries finds both commits.
+Writers need no lock either: each writes a fresh random token after its own commit. A counter
+read and written plus one would need one: a writer that read it before another's move and wrote
+after it could set it back to a value a reader already holds, and that reader would skip a
+commit. A random token is never one a reader holds (but with chance 2**-64), whatever the order
+of the writes, and a torn read is just another value, which makes the reader query.
 
 Examples
 --------
@@ -32,11 +34,11 @@ from __future__ import annotations
 import mmap
 import os
 
-SIZE = 8  # bytes: one unsigned 64-bit counter
+SIZE = 8  # bytes of the token
 
 
 class ChangeMark:
-    """The counter of ``path``, mapped for reading and moving."""
+    """The token of ``path``, mapped for reading and moving."""
 
     __slots__ = ("path", "_map")
 
@@ -61,7 +63,7 @@ class ChangeMark:
             os.close(fd)  # the map stays; no lock is held on this file, so closing drops none
 
     def read(self) -> bytes | None:
-        """The counter as bytes, or None when unmapped or closed."""
+        """The token, or None when unmapped or closed."""
         mapped = self._map
         if mapped is None:
             return None
@@ -71,12 +73,14 @@ class ChangeMark:
             return None
 
     def move(self) -> None:
-        """Change the counter; call it after a commit, before answering for it."""
+        """Write a new token; call it after a commit, before answering for it."""
         mapped = self._map
         if mapped is None:
             return
         try:
-            mapped[:SIZE] = ((int.from_bytes(mapped[:SIZE], "little") + 1) % (1 << 64)).to_bytes(SIZE, "little")
+            # Not the random module: tests seed it (Hypothesis does), and processes seeded alike
+            # would write the same tokens.
+            mapped[:SIZE] = os.urandom(SIZE)
         except ValueError:  # closed by another thread meanwhile
             pass
 

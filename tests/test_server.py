@@ -126,8 +126,9 @@ def test_a_taken_port_is_one_line_on_stderr_and_exit_code_1(flag):
         )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith(f"seldon-river-microservice: cannot listen ")
-    assert f"127.0.0.1:{port}" in done.stderr.strip().splitlines()[-1]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("seldon-river-microservice: cannot listen ")
+    assert f"127.0.0.1:{port}" in last
 
 
 def _submit_concurrently(commits: GroupCommit, log: BlockingLog, n: int):
